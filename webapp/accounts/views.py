@@ -1,0 +1,36 @@
+"""Sign-up and the account page; login, logout and password change are Django's own views."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from rest_framework.authtoken.models import Token
+
+from webapp.accounts.forms import SignupForm
+
+
+@login_not_required
+def signup(request: HttpRequest) -> HttpResponse:
+    if not settings.LAYERCAKE_SIGNUP:
+        raise Http404("Sign-up is turned off on this installation.")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+def account(request: HttpRequest) -> HttpResponse:
+    user = cast(User, request.user)  # the login middleware let only logged-in users through
+    token = Token.objects.filter(user=user).first()
+    if request.method == "POST":
+        Token.objects.filter(user=user).delete()
+        token = Token.objects.create(user=user)
+    return render(request, "accounts/account.html", {"token": token})

@@ -1,0 +1,37 @@
+"""JSON shapes of catalog models for API v1 (fields per API.md; extra fields are additions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from webapp.catalog.models import CatalogModel
+
+
+class CatalogModelSerializer(serializers.ModelSerializer):
+    # A field named like Field.parent: legal DRF, which the stubs cannot tell apart.
+    parent = serializers.PrimaryKeyRelatedField(read_only=True)  # type: ignore[assignment,var-annotated]
+    shared = serializers.BooleanField(source="is_shared", read_only=True)
+
+    class Meta:
+        model = CatalogModel
+        fields = [
+            "id", "name", "kind", "parent", "tasks", "size_bytes", "created_at",
+            "family", "architecture", "parameter_count", "dtype", "has_chat_template", "licence", "source", "shared",
+        ]
+
+
+class CatalogModelDetailSerializer(CatalogModelSerializer):
+    lineage = serializers.SerializerMethodField()
+    job = serializers.SerializerMethodField()
+
+    class Meta(CatalogModelSerializer.Meta):
+        fields = CatalogModelSerializer.Meta.fields + ["lineage", "metrics", "job", "files"]
+
+    def get_lineage(self, model: CatalogModel) -> list[str]:
+        return [str(ancestor.id) for ancestor in model.lineage()]
+
+    def get_job(self, model: CatalogModel) -> Any:
+        job_id = getattr(model, "job_id", None)
+        return str(job_id) if job_id else None

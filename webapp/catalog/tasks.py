@@ -1,0 +1,14 @@
+"""Catalog work for workers: thin wrappers over webapp.catalog.services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.contrib.auth import get_user_model
+
+from webapp.catalog import services
+
+
+@shared_task
+def import_base_model(source: str, owner_id: int | None = None, name: str = "") -> str:
+    owner = get_user_model().objects.get(pk=owner_id) if owner_id is not None else None
+    return str(services.import_base_model(source, name=name, owner=owner).id)

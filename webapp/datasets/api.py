@@ -1,0 +1,3 @@
+"""API v1 endpoints for datasets."""
+
+urlpatterns: list = []
