@@ -1,3 +1,109 @@
-"""API v1 endpoints for datasets."""
+"""API v1 endpoints for datasets: upload, list, detail, delete, re-check with new settings."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import path
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp.catalog.models import CatalogModel
+from webapp.datasets import services
+from webapp.datasets.models import Dataset
+from webapp.datasets.serializers import DatasetSerializer, SettingsSerializer, UploadSerializer
+from webapp.datasets.uploads import SizeLimitUploadHandler, declared_too_large, install_size_limit
+from webapp.lib.access import owned_or_404
+from webapp.lib.errors import LayercakeError
+
+
+def chosen_model(user: Any, model_id: Any) -> CatalogModel | None:
+    if not model_id:
+        return None
+    model = CatalogModel.objects.visible_to(user).filter(pk=model_id).first()
+    if model is None:
+        raise LayercakeError("Unknown base model for the token-length profile.")
+    return model
+
+
+class DatasetList(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+    size_limit: SizeLimitUploadHandler | None = None
+
+    def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Request:
+        # Before anything reads the body: the limit must see every chunk as it streams in.
+        if request.method == "POST":
+            self.size_limit = install_size_limit(request, services.max_upload_bytes())
+        return super().initialize_request(request, *args, **kwargs)
+
+    @extend_schema(responses=DatasetSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        datasets = Dataset.objects.for_user(request.user).select_related("profile_model")
+        return Response(DatasetSerializer(datasets, many=True).data)
+
+    @extend_schema(request=UploadSerializer, responses={201: DatasetSerializer})
+    def post(self, request: Request) -> Response:
+        limit = services.max_upload_bytes()
+        if declared_too_large(request._request, limit):
+            raise services.UploadTooLarge(services.settings.LAYERCAKE_MAX_UPLOAD_MB)
+        upload = request.FILES.get("file")
+        if self.size_limit is not None and self.size_limit.exceeded:
+            raise services.UploadTooLarge(services.settings.LAYERCAKE_MAX_UPLOAD_MB)
+        fields = UploadSerializer(data=request.data)
+        fields.is_valid(raise_exception=True)
+        values = fields.validated_data
+        dataset = services.ingest(
+            upload,
+            request.user,
+            name=values.get("name", ""),
+            task=values.get("task", ""),
+            validation_upload=request.FILES.get("validation_file"),
+            validation_fraction=values.get("validation_fraction", 0.0),
+            profile_model=chosen_model(request.user, values.get("profile_model")),
+            max_length=values.get("max_length", 1024),
+        )
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetail(APIView):
+    @extend_schema(responses=DatasetSerializer)
+    def get(self, request: Request, pk: Any) -> Response:
+        return Response(DatasetSerializer(owned_or_404(Dataset, request.user, pk)).data)
+
+    def delete(self, request: Request, pk: Any) -> Response:
+        services.delete_dataset(owned_or_404(Dataset, request.user, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetRevalidate(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(request=SettingsSerializer, responses={202: DatasetSerializer})
+    def post(self, request: Request, pk: Any) -> Response:
+        dataset = owned_or_404(Dataset, request.user, pk)
+        fields = SettingsSerializer(data=request.data)
+        fields.is_valid(raise_exception=True)
+        values = fields.validated_data
+        model: Any = None
+        if "profile_model" in values:
+            model = chosen_model(request.user, values["profile_model"]) or ""
+        services.change_settings(
+            dataset,
+            mapping=values.get("mapping"),
+            task=values.get("task"),
+            validation_fraction=values.get("validation_fraction"),
+            profile_model=model,
+            max_length=values.get("max_length"),
+        )
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_202_ACCEPTED)
+
+
+urlpatterns = [
+    path("datasets/", DatasetList.as_view(), name="api-datasets"),
+    path("datasets/<uuid:pk>/", DatasetDetail.as_view(), name="api-dataset"),
+    path("datasets/<uuid:pk>/revalidate/", DatasetRevalidate.as_view(), name="api-dataset-revalidate"),
+]

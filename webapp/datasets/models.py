@@ -1,0 +1,138 @@
+"""A dataset: an uploaded file, its checked state, its profile and its normalized copy."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from webapp.datasets.shapes import SHAPES, TASKS
+from webapp.lib.errors import RowError
+
+
+class Status(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded"
+    VALIDATING = "validating", "Validating"
+    READY = "ready", "Ready"
+    INVALID = "invalid", "Invalid"
+
+
+FINAL_STATES = frozenset({Status.READY, Status.INVALID})
+
+
+class DatasetQuerySet(models.QuerySet["Dataset"]):
+    def for_user(self, user: Any) -> DatasetQuerySet:
+        return self.filter(owner=user)
+
+    def ready(self) -> DatasetQuerySet:
+        return self.filter(status=Status.READY)
+
+
+class Dataset(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    original_filename = models.CharField(max_length=255, blank=True, help_text="The client's file name: a label only.")
+    file_format = models.CharField(max_length=16)
+    source_file = models.CharField(max_length=300, help_text="Storage name of the uploaded file.")
+    size_bytes = models.BigIntegerField(default=0)
+    validation_source_file = models.CharField(max_length=300, blank=True)
+    validation_file_format = models.CharField(max_length=16, blank=True)
+    validation_original_filename = models.CharField(max_length=255, blank=True)
+    validation_fraction = models.FloatField(default=0.0)
+
+    declared_task = models.CharField(max_length=32, blank=True, choices=[(t, t) for t in TASKS])
+    column_mapping = models.JSONField(default=dict, blank=True, help_text="expected column -> the file's column")
+    profile_model = models.ForeignKey(
+        "catalog.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    max_length = models.PositiveIntegerField(default=1024)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPLOADED)
+    failure_reason = models.TextField(blank=True)
+    errors = models.JSONField(default=list, blank=True)
+    error_count = models.PositiveIntegerField(default=0)
+    shape = models.CharField(max_length=32, blank=True, choices=[(s, s) for s in SHAPES])
+    task = models.CharField(max_length=32, blank=True)
+    rows = models.BigIntegerField(null=True, blank=True)
+    columns = models.JSONField(default=list, blank=True)
+    profile = models.JSONField(default=dict, blank=True)
+    preview = models.JSONField(default=list, blank=True)
+    normalized = models.JSONField(default=dict, blank=True, help_text="split -> storage name of its Parquet file")
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DatasetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"datasets/{self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    def normalized_files(self) -> dict[str, str]:
+        """split -> storage name of the normalized Parquet file; empty unless ready."""
+        return dict(self.normalized) if self.status == Status.READY else {}
+
+    def api_errors(self) -> list[dict[str, Any]]:
+        """What the API lists under `errors`: the reason first, then the row problems."""
+        if self.status != Status.INVALID:
+            return []
+        head = [{"row": None, "field": None, "message": self.failure_reason}] if self.failure_reason else []
+        return head + list(self.errors)
+
+    # Transitions: each moves only from the expected states, by a conditional update.
+
+    def _move(self, sources: set[str], **changes: Any) -> bool:
+        updated = Dataset.objects.filter(pk=self.pk, status__in=sources).update(**changes)
+        if updated:
+            for key, value in changes.items():
+                setattr(self, key, value)
+        return bool(updated)
+
+    def begin_validation(self) -> bool:
+        """uploaded -> validating; False when another delivery of the task got there first."""
+        return self._move({Status.UPLOADED}, status=Status.VALIDATING)
+
+    def resume_validation(self) -> bool:
+        """A redelivered task finds `validating` (its first worker died): checking is idempotent, so rerun."""
+        return Dataset.objects.filter(pk=self.pk, status=Status.VALIDATING).exists()
+
+    def succeed(
+        self, *, shape: str, task: str, rows: int, columns: list[str], profile: dict[str, Any],
+        preview: list[dict[str, Any]], normalized: dict[str, str],
+    ) -> bool:
+        return self._move(
+            {Status.VALIDATING}, status=Status.READY, shape=shape, task=task, rows=rows, columns=columns,
+            profile=profile, preview=preview, normalized=normalized, failure_reason="", errors=[],
+            error_count=0, checked_at=timezone.now(),
+        )
+
+    def fail(
+        self, reason: str, errors: list[RowError] | None = None, error_count: int = 0, **found: Any
+    ) -> bool:
+        listed = [error.as_dict() for error in errors or []]
+        return self._move(
+            {Status.UPLOADED, Status.VALIDATING}, status=Status.INVALID, failure_reason=reason, errors=listed,
+            error_count=max(error_count, len(listed)), normalized={}, checked_at=timezone.now(), **found,
+        )
+
+    def request_validation(self, **settings_changes: Any) -> bool:
+        """ready|invalid -> uploaded with new settings (mapping, task, model...), to be checked again."""
+        return self._move(
+            {Status.READY, Status.INVALID}, status=Status.UPLOADED, failure_reason="", errors=[], error_count=0,
+            **settings_changes,
+        )

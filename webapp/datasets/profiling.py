@@ -1,0 +1,270 @@
+"""The quality profile of a dataset, built batch by batch (no Django here): counts, duplicates, labels,
+lengths, split leakage; token lengths and chat-template previews come from a sample of rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from webapp.datasets.normalizing import row_messages, training_text
+
+SAMPLE_ROWS = 2000
+PREVIEW_ROWS = 5
+TOP_LABELS = 50
+IMBALANCE_RATIO = 10.0
+HISTOGRAM_BINS = 20
+# Near duplicates compare a row's first characters after lowercasing and dropping everything but
+# letters and digits: cheap enough for gigabytes, and it catches case, spacing and punctuation edits.
+NEAR_KEY_CHARS = 2000
+_SEP_FIELD, _SEP_ITEM, _SEP_PART = "\x1f", "\x1e", "\x1d"
+
+
+class Tokenizer(Protocol):
+    chat_template: Any
+
+    def __call__(self, text: list[str], **kwargs: Any) -> Any: ...
+
+    def apply_chat_template(self, conversation: list[dict[str, str]], **kwargs: Any) -> Any: ...
+
+
+def _text(array: pa.Array) -> pa.Array:
+    return pc.fill_null(array, "")
+
+
+def _join_list(array: pa.Array, values: pa.Array) -> pa.Array:
+    lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False).astype(np.int32)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    rebuilt = pa.ListArray.from_arrays(pa.array(offsets), values)
+    return pc.binary_join(rebuilt, _SEP_ITEM)
+
+
+def row_keys(batch: pa.RecordBatch, shape: str) -> pa.Array:
+    """One string per row holding all its content, for duplicate and leakage checks."""
+    if shape == "chat":
+        messages = batch.column("messages")
+        flat = pc.list_flatten(messages)
+        parts = pc.binary_join_element_wise(
+            _text(pc.struct_field(flat, "role")), _text(pc.struct_field(flat, "content")), _SEP_PART
+        )
+        return _text(_join_list(messages, parts))
+    columns = []
+    for name in batch.schema.names:
+        array = batch.column(name)
+        if pa.types.is_list(array.type):
+            array = _join_list(array, _text(pc.list_flatten(array)))
+        columns.append(_text(array))
+    if len(columns) == 1:
+        return columns[0]
+    return pc.binary_join_element_wise(*columns, _SEP_FIELD)
+
+
+def near_keys(keys: pa.Array) -> pa.Array:
+    head = pc.utf8_slice_codeunits(keys, 0, NEAR_KEY_CHARS)
+    return pc.replace_substring_regex(pc.utf8_lower(head), r"[^\p{L}\p{N}]+", "")
+
+
+def fingerprints(keys: pa.Array) -> np.ndarray:
+    return pd.util.hash_array(keys.to_numpy(zero_copy_only=False), categorize=False)
+
+
+def _histogram(values: np.ndarray, upper: float | None = None) -> dict[str, Any]:
+    if not len(values):
+        return {"bins": [], "counts": []}
+    top = max(float(values.max()), upper or 0.0, 1.0)
+    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, top))
+    return {"bins": [round(float(edge), 1) for edge in edges], "counts": [int(count) for count in counts]}
+
+
+def _stats(values: np.ndarray) -> dict[str, Any]:
+    if not len(values):
+        return {"min": 0, "mean": 0, "p50": 0, "p95": 0, "max": 0}
+    return {
+        "min": int(values.min()),
+        "mean": round(float(values.mean()), 1),
+        "p50": int(np.percentile(values, 50)),
+        "p95": int(np.percentile(values, 95)),
+        "max": int(values.max()),
+    }
+
+
+class ProfileBuilder:
+    """Feed canonical batches with `add`; `result()` gives the profile as JSON-ready data."""
+
+    def __init__(self, shape: str, source_columns: list[str], seed: int = 0) -> None:
+        self.shape = shape
+        self.source_columns = source_columns
+        self.rows: Counter[str] = Counter()
+        self.missing: Counter[str] = Counter()
+        self.source_nulls: Counter[str] = Counter()
+        self.labels: dict[str, Counter[str]] = {"train": Counter(), "validation": Counter()}
+        self.tags: Counter[str] = Counter()
+        self.exact: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
+        self.near: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
+        self.char_lengths: list[np.ndarray] = []
+        self.preview: list[dict[str, Any]] = []
+        self.sample: list[dict[str, Any]] = []
+        self._seen = 0
+        self._random = np.random.default_rng(seed)
+
+    def add_source(self, batch: pa.RecordBatch) -> None:
+        for name in batch.schema.names:
+            self.source_nulls[name] += batch.column(name).null_count
+
+    def add(self, split: str, batch: pa.RecordBatch, keys: pa.Array, exact: np.ndarray) -> None:
+        rows = batch.num_rows
+        self.rows[split] += rows
+        for name in batch.schema.names:
+            array = batch.column(name)
+            if pa.types.is_list(array.type):
+                empty = pc.or_kleene(pc.is_null(array), pc.equal(pc.list_value_length(array), 0))
+            else:
+                empty = pc.or_kleene(pc.is_null(array), pc.equal(pc.binary_length(array), 0))
+            self.missing[name] += int(pc.sum(pc.cast(pc.fill_null(empty, True), pa.int64())).as_py() or 0)
+        if self.shape == "classification":
+            for item in pc.value_counts(batch.column("label")).to_pylist():
+                self.labels[split][str(item["values"])] += int(item["counts"])
+        if self.shape == "token_classification":
+            for item in pc.value_counts(pc.list_flatten(batch.column("tags"))).to_pylist():
+                self.tags[str(item["values"])] += int(item["counts"])
+        self.exact[split].append(exact)
+        self.near[split].append(fingerprints(near_keys(keys)))
+        self.char_lengths.append(pc.utf8_length(keys).to_numpy(zero_copy_only=False).astype(np.int64))
+        self._keep_sample(batch)
+
+    def _keep_sample(self, batch: pa.RecordBatch) -> None:
+        """The first rows for the preview, and a uniform reservoir sample for the token lengths."""
+        if len(self.preview) < PREVIEW_ROWS:
+            self.preview.extend(batch.slice(0, PREVIEW_ROWS - len(self.preview)).to_pylist())
+        rows = batch.num_rows
+        seen = self._seen + np.arange(1, rows + 1)
+        self._seen += rows
+        fill = max(0, min(SAMPLE_ROWS - len(self.sample), rows))
+        if fill:
+            self.sample.extend(batch.slice(0, fill).to_pylist())
+        later = np.arange(fill, rows)
+        if not len(later):
+            return
+        slots = (self._random.random(len(later)) * seen[later]).astype(np.int64)
+        chosen = slots < SAMPLE_ROWS
+        if chosen.any():
+            taken = batch.take(pa.array(later[chosen])).to_pylist()
+            for slot, row in zip(slots[chosen], taken, strict=True):
+                self.sample[int(slot)] = row
+
+    def class_count(self) -> int:
+        return len(self.labels["train"] + self.labels["validation"])
+
+    def result(self) -> dict[str, Any]:
+        train_exact = np.concatenate(self.exact["train"]) if self.exact["train"] else np.zeros(0, np.uint64)
+        valid_exact = np.concatenate(self.exact["validation"]) if self.exact["validation"] else np.zeros(0, np.uint64)
+        train_near = np.concatenate(self.near["train"]) if self.near["train"] else np.zeros(0, np.uint64)
+        valid_near = np.concatenate(self.near["validation"]) if self.near["validation"] else np.zeros(0, np.uint64)
+        all_exact = np.concatenate([train_exact, valid_exact])
+        all_near = np.concatenate([train_near, valid_near])
+        total = int(len(all_exact))
+        exact_duplicates = total - len(np.unique(all_exact))
+        near_duplicates = total - len(np.unique(all_near)) - exact_duplicates
+        lengths = np.concatenate(self.char_lengths) if self.char_lengths else np.zeros(0, np.int64)
+        profile: dict[str, Any] = {
+            "shape": self.shape,
+            "rows": total,
+            "splits": dict(self.rows),
+            "columns": self.source_columns,
+            "missing": {name: int(count) for name, count in self.missing.items()},
+            "source_nulls": {name: int(count) for name, count in self.source_nulls.items() if count},
+            "duplicates": {
+                "exact": int(exact_duplicates),
+                "near": int(max(near_duplicates, 0)),
+                "exact_share": round(exact_duplicates / total, 4) if total else 0.0,
+                "near_rule": f"same first {NEAR_KEY_CHARS} characters after lowercasing and dropping all but letters and digits",
+            },
+            "char_lengths": {**_stats(lengths), "histogram": _histogram(lengths)},
+            "leakage": self._leakage(train_exact, valid_exact, train_near, valid_near),
+            "warnings": [],
+        }
+        if self.shape == "classification":
+            profile["labels"] = self._label_profile(profile["warnings"])
+        if self.shape == "token_classification":
+            profile["tags"] = {tag: int(count) for tag, count in self.tags.most_common(TOP_LABELS)}
+        if exact_duplicates:
+            profile["warnings"].append(f"{exact_duplicates:,} rows are exact duplicates of earlier rows.")
+        if profile["leakage"]["exact"]:
+            profile["warnings"].append(
+                f"{profile['leakage']['exact']:,} validation rows also appear in the training split (leakage)."
+            )
+        return profile
+
+    def _leakage(
+        self, train_exact: np.ndarray, valid_exact: np.ndarray, train_near: np.ndarray, valid_near: np.ndarray
+    ) -> dict[str, Any]:
+        if not len(valid_exact):
+            return {"validation_rows": 0, "exact": 0, "near": 0, "share": 0.0}
+        exact = int(np.isin(valid_exact, train_exact).sum())
+        near = int(np.isin(valid_near, train_near).sum())
+        return {
+            "validation_rows": int(len(valid_exact)),
+            "exact": exact,
+            "near": near,
+            "share": round(near / len(valid_exact), 4),
+        }
+
+    def _label_profile(self, warnings: list[str]) -> dict[str, Any]:
+        counts = self.labels["train"] + self.labels["validation"]
+        ordered = counts.most_common()
+        shown = {label: int(count) for label, count in ordered[:TOP_LABELS]}
+        result: dict[str, Any] = {"classes": len(counts), "counts": shown, "imbalance_ratio": None}
+        if len(ordered) >= 2:
+            ratio = ordered[0][1] / ordered[-1][1]
+            result["imbalance_ratio"] = round(ratio, 2)
+            if ratio >= IMBALANCE_RATIO:
+                warnings.append(
+                    f"Labels are imbalanced: `{ordered[0][0]}` has {ratio:.0f}x the rows of `{ordered[-1][0]}`."
+                )
+        return result
+
+
+def _render(tokenizer: Tokenizer | None, shape: str, row: dict[str, Any]) -> tuple[str, bool]:
+    """The text a row becomes in training: through the chat template when the model has one."""
+    messages = row_messages(shape, row)
+    if tokenizer is not None and messages and getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(messages, tokenize=False)), True
+    return training_text(shape, row), False
+
+
+def token_length_profile(
+    sample: list[dict[str, Any]], shape: str, tokenizer: Tokenizer, max_length: int, model_name: str
+) -> dict[str, Any]:
+    """Token lengths of a sample of rows with a base model's tokenizer, against `max_length`."""
+    texts = [_render(tokenizer, shape, row)[0] for row in sample]
+    if shape == "seq2seq":
+        texts = [row["source"] or "" for row in sample]
+    if not texts:
+        return {"model": model_name, "max_length": max_length, "sampled_rows": 0}
+    encoded = tokenizer(texts, add_special_tokens=True, truncation=False)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
+    truncated = float((lengths > max_length).mean())
+    return {
+        "model": model_name,
+        "max_length": max_length,
+        "sampled_rows": int(len(lengths)),
+        **_stats(lengths),
+        "truncated_share": round(truncated, 4),
+        "histogram": _histogram(lengths, upper=max_length),
+    }
+
+
+def template_preview(
+    rows: list[dict[str, Any]], shape: str, tokenizer: Tokenizer | None
+) -> list[dict[str, Any]]:
+    """The first rows as training will see them (chat template applied for chat and instruction data)."""
+    previews = []
+    for row in rows:
+        text, templated = _render(tokenizer, shape, row)
+        previews.append({"row": row, "rendered": text, "chat_template": templated})
+    return previews

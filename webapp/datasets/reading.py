@@ -1,0 +1,462 @@
+"""Reads an uploaded file as a stream of Arrow record batches, whatever its format (no Django here)."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from webapp.lib.errors import LayercakeError, RowError
+
+# The extensions we read; anything else is refused at upload, before a byte is stored.
+FORMAT_BY_EXTENSION = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "txt",
+}
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
+MAX_COLUMNS = 1000
+# A JSON array cannot be streamed: it is parsed whole, so it is capped; JSONL has no cap.
+MAX_JSON_ARRAY_BYTES = 256 * 1024 * 1024
+# Arrow's JSON parser recurses per nesting level and overflows the stack on hostile
+# input (a segfault, not an exception), so nesting is checked before Arrow sees a line.
+MAX_NESTING = 32
+# The Arrow readers need a whole row inside one block; this bounds a row's size too.
+BLOCK_BYTES = 16 * 1024 * 1024
+BATCH_ROWS = 20_000
+SNIFF_BYTES = 64 * 1024
+PARQUET_MAGIC = b"PAR1"
+
+
+class DatasetUnreadable(LayercakeError):
+    """The file cannot be read as a table: wrong format, broken syntax, wrong encoding."""
+
+
+@dataclass
+class RowBatch:
+    first_row: int  # 1-based number of the batch's first row in the file
+    batch: pa.RecordBatch
+
+
+@dataclass
+class BatchStream:
+    """The columns of a file and its rows, read lazily; CSV row problems appear after iteration."""
+
+    columns: list[str]
+    batches: Iterator[RowBatch]
+    notes: list[str] = field(default_factory=list)
+    row_errors: list[RowError] = field(default_factory=list)
+    row_error_count: int = 0
+
+
+def format_from_name(filename: str) -> str:
+    """The format named by a file's extension; the name is only a label, never a path."""
+    suffix = Path(filename.replace("\\", "/")).suffix.lower()
+    fmt = FORMAT_BY_EXTENSION.get(suffix)
+    if fmt is None:
+        shown = suffix or "(none)"
+        raise DatasetUnreadable(
+            f"Unsupported file type {shown[:20]}: upload a .csv, .tsv, .json, .jsonl, .parquet or .txt file."
+        )
+    return fmt
+
+
+def read_batches(path: Path, fmt: str, workdir: Path) -> BatchStream:
+    """Open `path` as `fmt`; raise DatasetUnreadable with a reason a person can act on."""
+    if fmt not in FORMATS:
+        raise DatasetUnreadable(f"Unknown format {fmt!r}.")
+    if path.stat().st_size == 0:
+        raise DatasetUnreadable("The file is empty.")
+    if fmt == "parquet":
+        return _read_parquet(path)
+    path, notes = _as_utf8(path, workdir)
+    if fmt in ("csv", "tsv"):
+        stream = _read_delimited(path, "\t" if fmt == "tsv" else ",")
+    elif fmt == "jsonl":
+        stream = _read_jsonl(path)
+    elif fmt == "json":
+        stream = _read_json_array(path)
+    else:
+        stream = _read_text(path)
+    stream.notes[:0] = notes
+    return stream
+
+
+def _as_utf8(path: Path, workdir: Path) -> tuple[Path, list[str]]:
+    """UTF-8 (with or without BOM) is read as is; UTF-16 with a BOM is transcoded; the rest is refused."""
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    for bom, encoding in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            return _transcode(path, workdir, encoding), [f"Transcoded from {encoding.upper()} to UTF-8."]
+    if head.startswith(PARQUET_MAGIC):
+        raise DatasetUnreadable("This is a Parquet file: give it the .parquet extension.")
+    if b"\x00" in head:
+        raise DatasetUnreadable(
+            "The file holds binary data, not text: upload CSV, TSV, JSON, JSONL or plain text in UTF-8."
+        )
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(head, final=len(head) < SNIFF_BYTES)
+    except UnicodeDecodeError as exc:
+        raise DatasetUnreadable(
+            f"The file is not UTF-8 text (byte 0x{head[exc.start]:02X} at offset {exc.start}): "
+            "save it as UTF-8 and upload it again."
+        ) from None
+    return path, []
+
+
+def _transcode(path: Path, workdir: Path, encoding: str) -> Path:
+    target = workdir / "transcoded-utf8"
+    try:
+        with path.open("r", encoding="utf-16") as source, target.open("w", encoding="utf-8") as sink:
+            while chunk := source.read(1024 * 1024):
+                sink.write(chunk)
+    except UnicodeError:
+        raise DatasetUnreadable(
+            f"The file starts like {encoding.upper()} text but holds invalid characters: save it as UTF-8."
+        ) from None
+    return target
+
+
+def _arrow_message(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "invalid utf8" in text.lower():
+        return "the file is not valid UTF-8 text; save it as UTF-8 and upload it again"
+    if "straddling" in text.lower() or "block size" in text.lower():
+        return f"a row is larger than {BLOCK_BYTES // (1024 * 1024)} MB"
+    return text[:300]
+
+
+def _check_columns(columns: list[str]) -> None:
+    if len(columns) > MAX_COLUMNS:
+        raise DatasetUnreadable(
+            f"The file has {len(columns):,} columns; the limit is {MAX_COLUMNS:,}: keep only the columns you train on."
+        )
+    seen: dict[str, str] = {}
+    for index, name in enumerate(columns, start=1):
+        if not str(name).strip():
+            raise DatasetUnreadable(f"Column {index} has no name: give every column a header.")
+        key = str(name).strip().lower()
+        if key in seen:
+            raise DatasetUnreadable(
+                f"Duplicate column name `{name}` (column names are compared without case): rename one of them."
+            )
+        seen[key] = name
+
+
+# Parquet
+
+
+def _read_parquet(path: Path) -> BatchStream:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        handle.seek(-4, 2)
+        tail = handle.read(4)
+    if head != PARQUET_MAGIC or tail != PARQUET_MAGIC:
+        raise DatasetUnreadable("The file is not a complete Parquet file (it may be truncated or another format).")
+    try:
+        parquet = pq.ParquetFile(path)
+        columns = list(parquet.schema_arrow.names)
+    except Exception as exc:  # pyarrow raises several types for corrupt footers
+        raise DatasetUnreadable(f"The Parquet file cannot be read: {_arrow_message(exc)}.") from None
+    _check_columns(columns)
+
+    def batches() -> Iterator[RowBatch]:
+        row = 1
+        try:
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                yield RowBatch(row, batch)
+                row += batch.num_rows
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DatasetUnreadable(f"The Parquet file is damaged near row {row}: {_arrow_message(exc)}.") from None
+
+    return BatchStream(columns, batches())
+
+
+# CSV and TSV
+
+
+def _read_delimited(path: Path, delimiter: str) -> BatchStream:
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    read_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
+    # The header pass skips bad rows: they are numbered and reported by the full pass.
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=lambda row: "skip")
+    try:
+        header_reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options)
+        columns = list(header_reader.schema.names)
+        header_reader.close()
+    except (pa.ArrowException, OSError) as exc:
+        message = _arrow_message(exc)
+        if "empty" in message.lower():
+            raise DatasetUnreadable(f"The {kind} file has no header row.") from None
+        raise DatasetUnreadable(f"The {kind} header cannot be read: {message}.") from None
+    _check_columns(columns)
+    stream = BatchStream(columns, iter(()))
+    invalid_rows = [0]
+
+    def on_invalid_row(row: pa_csv.InvalidRow) -> str:
+        invalid_rows[0] += 1
+        return "skip"
+
+    # Every cell is read as text: "007" stays "007", "=SUM(A1)" stays a string, "NA" is not null.
+    convert_options = pa_csv.ConvertOptions(
+        column_types={name: pa.string() for name in columns}, strings_can_be_null=False
+    )
+
+    def batches() -> Iterator[RowBatch]:
+        row = 1
+        try:
+            reader = pa_csv.open_csv(
+                path,
+                read_options=read_options,
+                parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid_row),
+                convert_options=convert_options,
+            )
+            for batch in reader:
+                yield RowBatch(row, batch)
+                row += batch.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise DatasetUnreadable(f"The {kind} file cannot be read after row {row - 1}: {_arrow_message(exc)}.") from None
+        if invalid_rows[0]:
+            stream.row_errors, stream.row_error_count = _ragged_rows(path, delimiter, len(columns))
+
+    stream.batches = batches()
+    return stream
+
+
+def _ragged_rows(path: Path, delimiter: str, width: int, limit: int = 50) -> tuple[list[RowError], int]:
+    """Number the rows Arrow skipped: it reports them without their position, Python's csv counts."""
+    csv.field_size_limit(BLOCK_BYTES)
+    errors: list[RowError] = []
+    count = 0
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)
+        row = 0
+        try:
+            for record in reader:
+                row += 1
+                if len(record) != width:
+                    count += 1
+                    if len(errors) < limit:
+                        errors.append(
+                            RowError(row, None, f"expected {width} fields, found {len(record)} (a stray delimiter or an unclosed quote?)")
+                        )
+        except csv.Error as exc:
+            count += 1
+            errors.append(RowError(row + 1, None, f"cannot be parsed: {exc}"))
+    if not count:  # Arrow and csv disagree (an unclosed quote at the end, for instance)
+        errors, count = [RowError(None, None, "some rows have the wrong number of fields or an unclosed quote")], 1
+    return errors, count
+
+
+# JSONL and JSON
+
+
+_BRACKETS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def nesting_depth(line: bytes) -> int:
+    """How deeply brackets nest in one JSON text, ignoring brackets inside strings."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(line):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _check_jsonl_nesting(path: Path) -> None:
+    """Refuse lines nested deeper than MAX_NESTING; a cheap count settles almost every line."""
+    with path.open("rb") as handle:
+        row = 0
+        for line in handle:
+            row += 1
+            if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
+                continue
+            if nesting_depth(line) > MAX_NESTING:
+                raise DatasetUnreadable(
+                    f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.",
+                    [RowError(row, None, f"nested deeper than {MAX_NESTING} levels")],
+                )
+
+
+_ARROW_ROW = re.compile(r" in row (\d+)")
+_TYPE_CHANGE = re.compile(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)")
+
+
+def _read_jsonl(path: Path) -> BatchStream:
+    _check_jsonl_nesting(path)
+    read_options = pa_json.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
+    try:
+        reader = pa_json.open_json(path, read_options=read_options)
+    except (pa.ArrowException, OSError) as exc:
+        raise _jsonl_error(exc, 1) from None
+    columns = list(reader.schema.names)
+    _check_columns(columns)
+
+    def batches() -> Iterator[RowBatch]:
+        row = 1
+        try:
+            for batch in reader:
+                yield RowBatch(row, batch)
+                row += batch.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise _jsonl_error(exc, row) from None
+
+    return BatchStream(columns, batches())
+
+
+def _jsonl_error(exc: Exception, block_first_row: int) -> DatasetUnreadable:
+    message = _arrow_message(exc)
+    found = _ARROW_ROW.search(message)
+    if found:
+        # Arrow counts rows from 0 within the block being parsed.
+        row = block_first_row + int(found.group(1))
+        reason = _ARROW_ROW.sub("", message).replace("JSON parse error: ", "").rstrip(".")
+        changed = _TYPE_CHANGE.search(reason)
+        if changed and not changed.group(1):
+            reason = f"each row must be a JSON object, this one is {'an' if changed.group(3)[0] in 'aeiou' else 'a'} {changed.group(3)}"
+        elif changed:
+            reason = f"`{changed.group(1)}` changes from {changed.group(2)} to {changed.group(3)}: give each column one type"
+        elif "encoding" in reason.lower():
+            reason = f"{reason} (a broken line, a raw line break inside a string, or text that is not UTF-8)"
+        return DatasetUnreadable(f"Row {row} is not valid JSONL: {reason}.", [RowError(row, None, reason)])
+    if "empty" in message.lower():
+        return DatasetUnreadable("The JSONL file holds no rows.")
+    return DatasetUnreadable(f"The JSONL file cannot be read near row {block_first_row}: {message}.")
+
+
+def _read_json_array(path: Path) -> BatchStream:
+    if path.stat().st_size > MAX_JSON_ARRAY_BYTES:
+        raise DatasetUnreadable(
+            f"JSON files over {MAX_JSON_ARRAY_BYTES // (1024 * 1024)} MB are not accepted: "
+            "upload the rows as JSONL (one object per line) instead."
+        )
+    try:
+        with path.open("r", encoding="utf-8-sig") as handle:
+            rows = json.load(handle)
+    except RecursionError:
+        raise DatasetUnreadable("The JSON nests too deeply: flatten the data.") from None
+    except UnicodeDecodeError:
+        raise DatasetUnreadable("The file is not valid UTF-8 text; save it as UTF-8 and upload it again.") from None
+    except ValueError as exc:
+        raise DatasetUnreadable(f"The file is not valid JSON: {exc}.") from None
+    if isinstance(rows, dict):
+        lists = [key for key, value in rows.items() if isinstance(value, list)]
+        hint = f" (the rows may be under `{lists[0]}`: upload that list)" if lists else ""
+        raise DatasetUnreadable(f"A JSON dataset must be a list of objects, one per row; this is one object{hint}.")
+    if not isinstance(rows, list):
+        raise DatasetUnreadable("A JSON dataset must be a list of objects, one per row.")
+    if not rows:
+        raise DatasetUnreadable("The JSON list is empty: it holds no rows.")
+    bad = [index for index, item in enumerate(rows, start=1) if not isinstance(item, dict)]
+    if bad:
+        details = [RowError(index, None, "is not an object") for index in bad[:50]]
+        raise DatasetUnreadable(f"A JSON dataset must be a list of objects; {len(bad):,} items are not.", details)
+    for row, item in enumerate(rows, start=1):
+        if nesting_depth(json.dumps(item).encode()) > MAX_NESTING:
+            raise DatasetUnreadable(f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.")
+    columns: list[str] = list(dict.fromkeys(key for item in rows for key in item))
+    _check_columns(columns)
+    try:
+        table = pa.Table.from_pylist(rows, schema=_infer_schema(rows, columns))
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        raise DatasetUnreadable(f"The JSON rows do not have consistent types: {_arrow_message(exc)}.") from None
+    del rows
+
+    def batches() -> Iterator[RowBatch]:
+        for offset, batch in enumerate(table.to_batches(max_chunksize=BATCH_ROWS)):
+            yield RowBatch(1 + offset * BATCH_ROWS, batch)
+
+    return BatchStream(columns, batches())
+
+
+def _infer_schema(rows: list[dict[str, object]], columns: list[str]) -> pa.Schema:
+    """One type per column from every row's value (Arrow alone looks at the first row's keys only)."""
+    fields = []
+    for name in columns:
+        try:
+            kind = pa.array([item.get(name) for item in rows]).type
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            raise DatasetUnreadable(
+                f"Column `{name}` mixes types across rows ({_arrow_message(exc)}): give it one type."
+            ) from None
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+# Plain text
+
+
+def _read_text(path: Path) -> BatchStream:
+    """One document per blank-line-separated block; a file without blank lines: one per line."""
+    blank_line = re.compile(rb"\n[ \t\r]*\n")
+    with path.open("rb") as handle:
+        has_blocks = False
+        carry = b""
+        while chunk := handle.read(BLOCK_BYTES):
+            if blank_line.search(carry + chunk):
+                has_blocks = True
+                break
+            carry = chunk[-64:]
+
+    def documents() -> Iterator[str]:
+        with path.open("r", encoding="utf-8-sig", newline=None) as handle:
+            block: list[str] = []
+            for line in handle:
+                text = line.rstrip("\n")
+                if not has_blocks:
+                    if text.strip():
+                        yield text
+                    continue
+                if text.strip():
+                    block.append(text)
+                elif block:
+                    yield "\n".join(block)
+                    block = []
+            if block:
+                yield "\n".join(block)
+
+    def batches() -> Iterator[RowBatch]:
+        row = 1
+        pending: list[str] = []
+        size = 0
+        try:
+            for document in documents():
+                pending.append(document)
+                size += len(document)
+                if len(pending) >= BATCH_ROWS or size >= BLOCK_BYTES:
+                    yield RowBatch(row, pa.RecordBatch.from_pydict({"text": pa.array(pending, pa.string())}))
+                    row += len(pending)
+                    pending, size = [], 0
+        except UnicodeDecodeError:
+            raise DatasetUnreadable(
+                f"The file is not valid UTF-8 text (near document {row + len(pending)}): save it as UTF-8."
+            ) from None
+        if pending:
+            yield RowBatch(row, pa.RecordBatch.from_pydict({"text": pa.array(pending, pa.string())}))
+
+    note = (
+        "Plain text: one document per blank-line-separated block."
+        if has_blocks
+        else "Plain text: one document per line (the file has no blank lines)."
+    )
+    return BatchStream(["text"], batches(), notes=[note])
