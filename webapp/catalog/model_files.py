@@ -23,7 +23,8 @@ TASKS_BY_FAMILY: dict[str, list[str]] = {
     "seq2seq": ["seq2seq"],
 }
 # Files worth keeping from a model folder: weights in safetensors only, never pickles.
-KEPT_SUFFIXES = {".json", ".safetensors", ".txt", ".model", ".jinja", ".md", ".tiktoken"}
+# checksums.sha256 is the training engine's `sha256sum -c` list; it travels with the artifact.
+KEPT_SUFFIXES = {".json", ".safetensors", ".txt", ".model", ".jinja", ".md", ".tiktoken", ".sha256"}
 SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I64": "int64"}
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from webapp.catalog import model_files
+from webapp.catalog import loading, merging, model_files
 from webapp.catalog.models import CatalogModel, Kind
-from webapp.lib.errors import LayercakeError
+from webapp.lib.errors import LayercakeError, RowError
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +65,21 @@ def sha256_of(path: Path) -> str:
 
 def store_folder(folder: Path, prefix: str) -> list[dict[str, Any]]:
     """Copy the folder's kept files into storage under `prefix`; returns the file list with checksums."""
-    entries = []
-    for relative in model_files.kept_files(folder):
-        path = folder / relative
-        name = f"{prefix}/{relative.as_posix()}"
-        with path.open("rb") as handle:
-            stored = default_storage.save(name, File(handle))
-        if stored != name:  # storage renamed it: the prefix was not empty, which must not happen
-            default_storage.delete(stored)
-            raise LayercakeError(f"Storage already holds {name}; refusing to overwrite a model's files.")
-        entries.append({"name": relative.as_posix(), "size_bytes": path.stat().st_size, "sha256": sha256_of(path)})
+    entries: list[dict[str, Any]] = []
+    try:
+        for relative in model_files.kept_files(folder):
+            path = folder / relative
+            name = f"{prefix}/{relative.as_posix()}"
+            with path.open("rb") as handle:
+                stored = default_storage.save(name, File(handle))
+            if stored != name:  # storage renamed it: the prefix was not empty, which must not happen
+                default_storage.delete(stored)
+                raise LayercakeError(f"Storage already holds {name}; refusing to overwrite a model's files.")
+            entries.append({"name": relative.as_posix(), "size_bytes": path.stat().st_size, "sha256": sha256_of(path)})
+    except BaseException:
+        # The files stored before the failure go too: nothing half-stored.
+        delete_stored_files(prefix, entries)
+        raise
     return entries
 
 
@@ -186,3 +192,185 @@ def import_bundled_models() -> list[CatalogModel]:
         folder = converted_gguf_folder(path) if path.suffix == ".gguf" else path
         imported.append(register_base_model(folder, name=bundled.name, source=bundled.source, licence=bundled.licence))
     return imported
+
+
+# --- derived models: adapters, full fine-tunes and merges -----------------------------------------
+
+DERIVED_KINDS = (Kind.ADAPTER, Kind.FULL, Kind.MERGED)
+
+
+@dataclass
+class MergeDrift(LayercakeError):
+    """The merged model does not answer like adapter-on-base; `evidence` holds the per-prompt comparison."""
+
+    evidence: dict[str, Any] = field(default_factory=dict)
+    status: int = 422
+
+
+def verify_checksums(folder: Path) -> None:
+    """The engine's checksums.sha256 must match the files it lists: a corrupted artifact is refused."""
+    listing = folder / "checksums.sha256"
+    if not listing.exists():
+        return
+    bad = []
+    for line in listing.read_text().splitlines():
+        if not line.strip():
+            continue
+        expected, _, name = line.partition("  ")
+        path = folder / name
+        if not path.is_file() or sha256_of(path) != expected:
+            bad.append(RowError(None, name, "missing or its sha256 differs from checksums.sha256"))
+    if bad:
+        raise LayercakeError(f"The artifact in {folder.name} does not match its checksums.", bad)
+
+
+def adapter_parameter_count(folder: Path) -> tuple[int, str]:
+    """The adapter's own parameters (LoRA matrices, soft prompt, trained heads), not the base's."""
+    return model_files.count_parameters(folder)
+
+
+def derived_facts(folder: Path, kind: str, parent: CatalogModel) -> dict[str, Any]:
+    """What the catalog records about an artifact folder of the given kind."""
+    if kind == Kind.ADAPTER:
+        if not (folder / "adapter_config.json").exists() or not list(folder.glob("adapter_model*.safetensors")):
+            raise LayercakeError(
+                f"{folder.name} is not an adapter: adapter_config.json and adapter_model.safetensors are required."
+            )
+        count, dtype = adapter_parameter_count(folder)
+        peft_type = str(loading.read_adapter_config(folder).get("peft_type") or "adapter")
+        return {
+            "architecture": f"{peft_type} adapter on {parent.architecture}",
+            "model_type": parent.model_type,
+            "parameter_count": count,
+            "dtype": dtype,
+            "has_chat_template": model_files.has_chat_template(folder) or parent.has_chat_template,
+        }
+    facts = model_files.inspect_model_folder(folder)
+    return {
+        "architecture": facts.architecture,
+        "model_type": facts.model_type,
+        "parameter_count": facts.parameter_count,
+        "dtype": facts.dtype,
+        "has_chat_template": facts.has_chat_template,
+    }
+
+
+def register_derived_model(
+    artifact_dir: Path,
+    *,
+    name: str,
+    kind: str,
+    parent: CatalogModel,
+    owner: Any,
+    metrics: dict,
+    tasks: list[str],
+    family: str | None = None,
+) -> CatalogModel:
+    """Store an artifact folder (save_pretrained layout) under models/<uuid>/ and link it to its parent.
+
+    Adapters count their own parameters only. Nothing is half-stored on failure.
+    """
+    artifact_dir = Path(artifact_dir)
+    if kind not in DERIVED_KINDS:
+        raise LayercakeError(f"A derived model is an adapter, a full model or a merged model, not '{kind}'.")
+    verify_checksums(artifact_dir)
+    facts = derived_facts(artifact_dir, kind, parent)
+    model = CatalogModel(
+        owner=owner,
+        name=name,
+        kind=kind,
+        parent=parent,
+        family=family or parent.family,
+        source=f"derived from {parent.name} ({parent.id})",
+        tasks=list(tasks),
+        licence=parent.licence,
+        metrics=metrics,
+        **facts,
+    )
+    model.storage_prefix = f"models/{model.id}"
+    files: list[dict[str, Any]] = []
+    try:
+        files = store_folder(artifact_dir, model.storage_prefix)
+        model.files = files
+        model.size_bytes = sum(entry["size_bytes"] for entry in files)
+        with transaction.atomic():
+            model.save()
+    except BaseException:
+        delete_stored_files(model.storage_prefix, files)
+        raise
+    logger.info("registered %s %s (%s) from %s, %d parameters", kind, model.name, model.id, parent.id, model.parameter_count)
+    return model
+
+
+def root_base(model: CatalogModel) -> CatalogModel:
+    return model.lineage()[0]
+
+
+def merge_adapter(adapter: CatalogModel, owner: Any) -> CatalogModel:
+    """Merge an adapter into its base (peft merge_and_unload), prove it, and register a `merged` full model.
+
+    The proof: fixed prompts through adapter-on-base and through the merged model reloaded from its files;
+    logits within tolerance and identical greedy generations (causal LMs) or predicted labels (classifiers).
+    A drifting merge raises MergeDrift with the evidence and registers nothing.
+    """
+    if adapter.kind != Kind.ADAPTER or adapter.parent is None:
+        raise LayercakeError(f"{adapter.name} is not an adapter: only adapters can be merged into their base.")
+    base = adapter.parent
+    scratch_root = settings.LAYERCAKE_CACHE if settings.LAYERCAKE_CACHE.exists() else None
+    with tempfile.TemporaryDirectory(dir=scratch_root, prefix="merge-") as scratch:
+        out_dir = Path(scratch) / "merged"
+        try:
+            evidence = merging.merge_and_prove(local_dir(adapter), local_dir(base), out_dir)
+        except merging.PromptTuningNotMergeable:
+            raise LayercakeError(
+                f"{adapter.name} is a prompt-tuning adapter: a learned soft prompt is an input, not a weight, "
+                "so it cannot be merged into the base. Run it as an adapter instead."
+            ) from None
+        if not evidence["passed"]:
+            details = [
+                RowError(None, "merge_proof", f"prompt {row['prompt']!r}: max logit difference "
+                         f"{row['max_abs_logit_diff']}, outputs match: {row['outputs_match']}")
+                for row in evidence["prompts"] if not row["passed"]
+            ]
+            logger.warning("merge of %s refused: %s", adapter.id, evidence)
+            raise MergeDrift(
+                f"Merging {adapter.name} into {base.name} changed the model's answers; the merged model was not kept.",
+                details,
+                evidence=evidence,
+            )
+        write_merged_card(out_dir, adapter, base, evidence)
+        metrics = {**(adapter.metrics or {}), "merge_proof": evidence}
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        return register_derived_model(
+            out_dir,
+            name=f"{adapter.name} (merged)",
+            kind=Kind.MERGED,
+            parent=adapter,
+            owner=owner,
+            metrics=metrics,
+            tasks=list(adapter.tasks),
+            family=adapter.family,
+        )
+
+
+def write_merged_card(folder: Path, adapter: CatalogModel, base: CatalogModel, evidence: dict[str, Any]) -> None:
+    rows = "\n".join(
+        f"| {row['prompt']} | {row['max_abs_logit_diff']} | {row['outputs_match']} |" for row in evidence["prompts"]
+    )
+    (folder / "README.md").write_text(
+        f"---\nbase_model: {base.name}\nlibrary_name: transformers\ntags: [layercake, merged]\n---\n\n"
+        f"# {adapter.name}, merged into {base.name}\n\n"
+        f"A full model: the adapter's weights were folded into the base with peft `merge_and_unload`.\n\n"
+        f"## Merge proof\n\nSame prompts through adapter-on-base and this model "
+        f"(tolerance atol={evidence['tolerance']['atol']}, rtol={evidence['tolerance']['rtol']}; "
+        f"{evidence['compared']} compared):\n\n| prompt | max logit difference | same output |\n|---|---|---|\n{rows}\n"
+    )
+
+
+def producing_job_id(model: CatalogModel) -> str | None:
+    """The job whose result is this model (jobs.Job.result_model), if the jobs app recorded one."""
+    related = getattr(model, "produced_by_jobs", None)
+    if related is None:
+        return None
+    job = related.order_by("created_at").first() if hasattr(related, "order_by") else None
+    return str(job.pk) if job is not None else None

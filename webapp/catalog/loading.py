@@ -1,0 +1,138 @@
+"""Loading catalog folders into transformers/peft for inference (plain Python, no Django): tasks, heads, adapters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# peft's task types, mapped to the API's task vocabulary.
+TASK_BY_PEFT_TASK_TYPE = {
+    "CAUSAL_LM": "sft",
+    "SEQ_CLS": "classification",
+    "TOKEN_CLS": "token_classification",
+    "SEQ_2_SEQ_LM": "seq2seq",
+}
+GENERATIVE_TASKS = ("sft", "text", "seq2seq")
+CLASSIFIER_TASKS = ("classification", "token_classification")
+
+
+def is_adapter_folder(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists()
+
+
+def read_adapter_config(folder: Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((folder / "adapter_config.json").read_text())
+    return config
+
+
+def task_of_folder(folder: Path) -> str:
+    """What a folder's model does: from peft's task type for adapters, else from the architecture's head."""
+    if is_adapter_folder(folder):
+        task_type = read_adapter_config(folder).get("task_type") or "CAUSAL_LM"
+        return TASK_BY_PEFT_TASK_TYPE.get(task_type, "sft")
+    config = json.loads((folder / "config.json").read_text())
+    architectures = " ".join(config.get("architectures") or [])
+    if "ForSequenceClassification" in architectures:
+        return "classification"
+    if "ForTokenClassification" in architectures:
+        return "token_classification"
+    if config.get("is_encoder_decoder") or "ConditionalGeneration" in architectures:
+        return "seq2seq"
+    if "CausalLM" in architectures or "LMHead" in architectures:
+        return "sft"
+    return "feature_extraction"
+
+
+def auto_class(task: str) -> Any:
+    from transformers import (
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
+
+    return {
+        "sft": AutoModelForCausalLM,
+        "text": AutoModelForCausalLM,
+        "classification": AutoModelForSequenceClassification,
+        "token_classification": AutoModelForTokenClassification,
+        "seq2seq": AutoModelForSeq2SeqLM,
+    }.get(task, AutoModel)
+
+
+def load_tokenizer(folder: Path, fallback: Path | None = None) -> Any:
+    """The folder's tokenizer (adapters carry one), else the base's; always with a pad token."""
+    from transformers import AutoTokenizer
+
+    source = folder if (folder / "tokenizer_config.json").exists() or fallback is None else fallback
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_plain(folder: Path, task: str | None = None) -> Any:
+    """A base, full or merged model in float32, eval mode, safetensors only."""
+    import torch
+
+    task = task or task_of_folder(folder)
+    model = auto_class(task).from_pretrained(folder, use_safetensors=True, dtype=torch.float32)
+    return model.eval()
+
+
+def head_config(adapter_dir: Path, base_dir: Path) -> Any:
+    """A classifier adapter saves config.json with num_labels and id2label; the base's config does not know them."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(adapter_dir if (adapter_dir / "config.json").exists() else base_dir)
+
+
+def head_signature(adapter_dir: Path) -> str:
+    """Adapters whose task head has the same shape can share one resident base; others need their own."""
+    task = task_of_folder(adapter_dir)
+    if task not in CLASSIFIER_TASKS:
+        return task
+    labels = "?"
+    if (adapter_dir / "config.json").exists():
+        labels = str(len(json.loads((adapter_dir / "config.json").read_text()).get("id2label") or {}))
+    return f"{task}:{labels}"
+
+
+def load_base_for_adapter(adapter_dir: Path, base_dir: Path) -> Any:
+    """The base with the head the adapter was trained with (classifier size from the adapter's config)."""
+    import torch
+
+    task = task_of_folder(adapter_dir)
+    kwargs: dict[str, Any] = {"use_safetensors": True, "dtype": torch.float32}
+    if task in CLASSIFIER_TASKS:
+        kwargs["config"] = head_config(adapter_dir, base_dir)
+    return auto_class(task).from_pretrained(base_dir, **kwargs).eval()
+
+
+def attach_adapter(base: Any, adapter_dir: Path, adapter_name: str = "default") -> Any:
+    """Wrap a loaded base with a first adapter (peft PeftModel), frozen for inference."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base, adapter_dir, adapter_name=adapter_name, is_trainable=False).eval()
+
+
+def load_adapter_on_base(adapter_dir: Path, base_dir: Path) -> Any:
+    return attach_adapter(load_base_for_adapter(adapter_dir, base_dir), adapter_dir)
+
+
+def chat_inputs(tokenizer: Any, prompt: str) -> Any:
+    """Token ids for a user message: through the chat template when there is one, else the raw text."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    return tokenizer(prompt, return_tensors="pt")
+
+
+def generation_kwargs(tokenizer: Any, max_new_tokens: int) -> dict[str, Any]:
+    return {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": False,
+        "pad_token_id": tokenizer.pad_token_id,
+    }

@@ -1,0 +1,130 @@
+"""Merging an adapter into its base and proving the merge changed nothing (plain Python, no Django)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from webapp.catalog import loading
+
+# Fixed probes: the same inputs go through adapter-on-base and the merged model.
+PROBE_PROMPTS: dict[str, list[str]] = {
+    "generative": [
+        "What is the capital of France?",
+        "Write one sentence about the sea.",
+        "List three colors.",
+    ],
+    "classifier": [
+        "This product is terrible, I want a refund!",
+        "I really enjoyed this film, it was fantastic and fun.",
+        "John lives in New York and works for Acme Corp.",
+    ],
+}
+# float32 merges differ from the unmerged path by rounding only (~1e-6); drift is orders of magnitude larger.
+LOGIT_ATOL = 1e-3
+LOGIT_RTOL = 1e-3
+GENERATED_TOKENS = 12
+
+
+class PromptTuningNotMergeable(ValueError):
+    """A soft prompt is an input, not a weight of the base: there is nothing to merge."""
+
+
+def merge_weights(peft_model: Any) -> Any:
+    """peft folds each LoRA product B·A·scale into its base weight; heads in modules_to_save replace the originals."""
+    # safe_merge=False: the proof below compares outputs and reports non-finite values with evidence.
+    return peft_model.merge_and_unload(safe_merge=False)
+
+
+def probe(model: Any, tokenizer: Any, task: str, prompts: list[str]) -> list[dict[str, Any]]:
+    """Logits (and greedy generations or predicted labels) of `model` on each prompt."""
+    import torch
+
+    results = []
+    with torch.no_grad():
+        for prompt in prompts:
+            if task in ("sft", "text"):
+                inputs = loading.chat_inputs(tokenizer, prompt)
+                logits = model(**inputs).logits[0]
+                generated = model.generate(**inputs, **loading.generation_kwargs(tokenizer, GENERATED_TOKENS))
+                new_ids = generated[0, inputs["input_ids"].shape[1]:].tolist()
+                results.append({"logits": logits, "tokens": new_ids, "text": tokenizer.decode(new_ids, skip_special_tokens=True)})
+            elif task == "seq2seq":
+                inputs = tokenizer(prompt, return_tensors="pt")
+                start = torch.tensor([[model.config.decoder_start_token_id]])
+                logits = model(**inputs, decoder_input_ids=start).logits[0]
+                generated = model.generate(**inputs, **loading.generation_kwargs(tokenizer, GENERATED_TOKENS))
+                new_ids = generated[0].tolist()
+                results.append({"logits": logits, "tokens": new_ids, "text": tokenizer.decode(new_ids, skip_special_tokens=True)})
+            else:
+                inputs = tokenizer(prompt, return_tensors="pt", truncation=True)
+                logits = model(**inputs).logits[0]
+                labels = logits.argmax(-1).reshape(-1).tolist()
+                id2label = getattr(model.config, "id2label", {}) or {}
+                results.append({"logits": logits, "tokens": labels, "text": " ".join(str(id2label.get(i, i)) for i in labels)})
+    return results
+
+
+def compare(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], prompts: list[str], task: str) -> dict[str, Any]:
+    """Per-prompt evidence: largest logit difference against the tolerance, and identical tokens or labels."""
+    import torch
+
+    rows = []
+    passed = True
+    worst = 0.0
+    for prompt, ref, cand in zip(prompts, reference, candidate, strict=True):
+        finite = bool(torch.isfinite(ref["logits"]).all() and torch.isfinite(cand["logits"]).all())
+        if ref["logits"].shape != cand["logits"].shape:
+            diff, within = math.inf, False
+        else:
+            diff = float((ref["logits"] - cand["logits"]).abs().max()) if finite else math.inf
+            within = finite and bool(torch.allclose(ref["logits"], cand["logits"], atol=LOGIT_ATOL, rtol=LOGIT_RTOL))
+        same_tokens = ref["tokens"] == cand["tokens"]
+        ok = within and same_tokens
+        passed = passed and ok
+        worst = max(worst, diff)
+        rows.append({
+            "prompt": prompt,
+            "max_abs_logit_diff": diff if math.isfinite(diff) else None,
+            "finite": finite,
+            "logits_within_tolerance": within,
+            "adapter_output": ref["text"],
+            "merged_output": cand["text"],
+            "outputs_match": same_tokens,
+            "passed": ok,
+        })
+    return {
+        "passed": passed,
+        "task": task,
+        "compared": "greedy generations" if task in loading.GENERATIVE_TASKS else "predicted labels",
+        "tolerance": {"atol": LOGIT_ATOL, "rtol": LOGIT_RTOL},
+        "max_abs_logit_diff": worst if math.isfinite(worst) else None,
+        "prompts": rows,
+    }
+
+
+def merge_and_prove(adapter_dir: Path, base_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Write the merged model (safetensors + tokenizer) to `out_dir`, then return the evidence comparing
+    adapter-on-base with the merged model reloaded from disk; the caller decides on `evidence["passed"]`."""
+    config = loading.read_adapter_config(adapter_dir)
+    if config.get("peft_type") in ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"):
+        raise PromptTuningNotMergeable(config.get("peft_type"))
+    task = loading.task_of_folder(adapter_dir)
+    prompts = PROBE_PROMPTS["generative" if task in loading.GENERATIVE_TASKS else "classifier"]
+    tokenizer = loading.load_tokenizer(adapter_dir, base_dir)
+    adapted = loading.load_adapter_on_base(adapter_dir, base_dir)
+    reference = probe(adapted, tokenizer, task, prompts)
+    merged = merge_weights(adapted)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    del adapted, merged
+    # The proof runs on the files a user downloads, not on the in-memory object.
+    reloaded = loading.load_plain(out_dir, task)
+    evidence = compare(reference, probe(reloaded, tokenizer, task, prompts), prompts, task)
+    (out_dir / "merge_proof.json").write_text(json.dumps(evidence, indent=2))
+    return evidence
