@@ -1,0 +1,175 @@
+"""Reading normalized Parquet datasets, splitting, mixing several datasets and tokenizing them per task."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from datasets import Dataset, concatenate_datasets
+
+from jobs.training.spec import DatasetFiles, SpecError
+
+logger = logging.getLogger(__name__)
+
+# Multi-task mixture: each dataset contributes its rows in proportion to its size, but no dataset may exceed
+# MIXTURE_CAP times the smallest one, so a huge dataset cannot drown a small task (the "examples-proportional
+# mixing with a limit" of the T5 paper, with the limit relative to the smallest set instead of absolute).
+MIXTURE_CAP = 4
+
+# Columns each task reads from the normalized files (see the datasets app's contract).
+COLUMNS_BY_TASK: dict[str, tuple[tuple[str, ...], ...]] = {
+    "sft": (("instruction", "output"), ("messages",)),
+    "text": (("text",),),
+    "classification": (("text", "label"),),
+    "token_classification": (("tokens", "tags"),),
+    "seq2seq": (("source", "target"),),
+}
+
+
+@dataclass
+class SplitDataset:
+    """One named dataset after splitting: raw rows, not yet tokenized."""
+
+    name: str
+    train: Dataset
+    validation: Dataset
+
+
+def read_parquet(path: Path) -> Dataset:
+    """A Dataset held in memory from one Parquet file (no write to the datasets cache)."""
+    return Dataset(pq.read_table(str(path)))
+
+
+def _check_columns(task: str, name: str, dataset: Dataset) -> None:
+    options = COLUMNS_BY_TASK[task]
+    if not any(all(column in dataset.column_names for column in option) for option in options):
+        wanted = " or ".join("+".join(option) for option in options)
+        raise SpecError(
+            f"Dataset '{name}' has columns {', '.join(dataset.column_names)}; task '{task}' needs {wanted}."
+        )
+
+
+def load_splits(task: str, files: list[DatasetFiles], eval_fraction: float, seed: int) -> list[SplitDataset]:
+    """Each dataset's train and validation rows; validation split off with a fixed seed when not given."""
+    if not files:
+        raise SpecError("A training job needs at least one dataset.")
+    splits = []
+    for entry in files:
+        train = read_parquet(entry.train)
+        _check_columns(task, entry.name, train)
+        if entry.validation is not None:
+            validation = read_parquet(entry.validation)
+            _check_columns(task, entry.name, validation)
+        else:
+            if len(train) < 2:
+                raise SpecError(f"Dataset '{entry.name}' needs at least 2 rows to split off a validation set.")
+            held_out = max(1, round(len(train) * eval_fraction))
+            parts = train.train_test_split(test_size=held_out, seed=seed, shuffle=True)
+            train, validation = parts["train"], parts["test"]
+        if len(train) == 0 or len(validation) == 0:
+            raise SpecError(f"Dataset '{entry.name}' has an empty train or validation split.")
+        splits.append(SplitDataset(entry.name, train, validation))
+    return splits
+
+
+def mix_train_sets(train_sets: list[Dataset], seed: int) -> Dataset:
+    """One training set from several, proportional to size but capped at MIXTURE_CAP x the smallest."""
+    if len(train_sets) == 1:
+        return train_sets[0]
+    limit = MIXTURE_CAP * min(len(d) for d in train_sets)
+    capped = []
+    for index, dataset in enumerate(train_sets):
+        if len(dataset) > limit:
+            logger.info("Multi-task mixture: dataset %d capped from %d to %d rows", index, len(dataset), limit)
+            dataset = dataset.shuffle(seed=seed + index).select(range(limit))
+        capped.append(dataset)
+    return concatenate_datasets(capped).shuffle(seed=seed)
+
+
+# --- SFT -------------------------------------------------------------------------------------------------------
+
+
+def instruction_to_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    """An instruction row as a user turn and an assistant turn; the optional input follows the instruction."""
+    user = row["instruction"]
+    if row.get("input"):
+        user = f"{user}\n\n{row['input']}"
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": row["output"]}]
+
+
+def to_conversations(dataset: Dataset, with_generation_markers: bool) -> Dataset:
+    """SFT rows in the form TRL's SFTTrainer masks correctly for this chat template.
+
+    With `{% generation %}` markers in the template, whole conversations go in and TRL's assistant_only_loss
+    trains on every assistant turn. Without markers (most shipped templates, SmolLM2's included) TRL cannot find
+    the assistant spans, so each conversation becomes prompt = everything before the last assistant turn and
+    completion = that turn, and completion_only_loss trains on the final answer only.
+    """
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        messages = row["messages"] if row.get("messages") else instruction_to_messages(row)
+        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        if with_generation_markers:
+            return {"messages": messages}
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is None or last == 0:
+            raise SpecError("Every chat row needs an assistant turn after at least one other turn.")
+        return {"prompt": messages[:last], "completion": [messages[last]]}
+
+    return dataset.map(convert, remove_columns=dataset.column_names)
+
+
+# --- Encoder and seq2seq tasks ------------------------------------------------------------------------------------
+
+
+def label_names(splits: list[SplitDataset], column: str, nested: bool) -> list[str]:
+    """Sorted label vocabulary over every train and validation split (so validation-only labels still map)."""
+    names: set[str] = set()
+    for split in splits:
+        for dataset in (split.train, split.validation):
+            for value in dataset[column]:
+                names.update(value if nested else [value])
+    return sorted(str(n) for n in names)
+
+
+def tokenize_classification(dataset: Dataset, tokenizer: Any, label2id: dict[str, int], max_length: int) -> Dataset:
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        encoded["labels"] = [label2id[str(label)] for label in batch["label"]]
+        return encoded
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+
+
+def tokenize_token_classification(
+    dataset: Dataset, tokenizer: Any, label2id: dict[str, int], max_length: int
+) -> Dataset:
+    """Word tags aligned to sub-words: the first sub-token carries the tag, the rest are -100 (ignored)."""
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+        all_labels = []
+        for index, tags in enumerate(batch["tags"]):
+            previous = None
+            labels = []
+            for word_id in encoded.word_ids(batch_index=index):
+                if word_id is None or word_id == previous:
+                    labels.append(-100)
+                else:
+                    labels.append(label2id[str(tags[word_id])])
+                previous = word_id
+            all_labels.append(labels)
+        encoded["labels"] = all_labels
+        return encoded
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+
+
+def tokenize_seq2seq(dataset: Dataset, tokenizer: Any, max_length: int) -> Dataset:
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        return tokenizer(batch["source"], text_target=batch["target"], truncation=True, max_length=max_length)
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)

@@ -1,0 +1,192 @@
+"""Preset hyperparameters per task, method and model size, and validation of user overrides."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from jobs.training.spec import METHODS, METHODS_BY_TASK, PRESETS, TASKS, Hyperparameters, SpecError
+
+# Learning rates per method and task family. Why these values:
+# - full / freeze: the usual fine-tuning range; 5e-5 for encoders (BERT paper's 2e-5..5e-5, MiniLM is small
+#   enough to take the top of it), 2e-5 for causal LMs (SmolLM2's own SFT recipe uses ~1e-5..3e-5), 3e-4 for
+#   seq2seq (T5 is usually tuned with Adafactor at 1e-3; AdamW needs less). freeze trains fewer weights, so 2x.
+# - lora / qlora: 2e-4 for generative tasks (peft and QLoRA paper defaults); 1e-3 for encoder classifiers,
+#   where the new head starts random and trains with the adapter (measured: MiniLM needs >= 5e-4 to beat the
+#   majority class within a few epochs on ~150 rows).
+# - prompt_tuning: 3e-2; soft prompts need large steps (Lester et al. used 0.3 with Adafactor).
+# - head: 1e-3, a linear probe on frozen features.
+_LEARNING_RATES: dict[str, dict[str, float]] = {
+    "full": {"generative": 2e-5, "encoder": 5e-5, "seq2seq": 3e-4},
+    "freeze": {"generative": 4e-5, "encoder": 1e-4, "seq2seq": 5e-4},
+    "lora": {"generative": 2e-4, "encoder": 1e-3, "seq2seq": 1e-3},
+    "qlora": {"generative": 2e-4, "encoder": 1e-3, "seq2seq": 1e-3},
+    "prompt_tuning": {"generative": 3e-2, "encoder": 3e-2, "seq2seq": 3e-2},
+    "head": {"generative": 1e-3, "encoder": 1e-3, "seq2seq": 1e-3},
+}
+
+# Epochs per preset: generative SFT overfits past ~3 epochs, while classifiers on small uploads (hundreds of
+# rows, a handful of steps per epoch) need more passes to move a random head.
+_EPOCHS: dict[str, dict[str, float]] = {
+    "generative": {"quick": 1, "balanced": 2, "thorough": 3},
+    "encoder": {"quick": 3, "balanced": 5, "thorough": 10},
+    "seq2seq": {"quick": 2, "balanced": 4, "thorough": 8},
+}
+
+# Sequence lengths: SFT rows are long, labels and tags short; thorough keeps more of the long tail.
+_MAX_LENGTH: dict[str, dict[str, int]] = {
+    "generative": {"quick": 512, "balanced": 1024, "thorough": 2048},
+    "encoder": {"quick": 128, "balanced": 256, "thorough": 512},
+    "seq2seq": {"quick": 256, "balanced": 512, "thorough": 512},
+}
+
+# LoRA rank grows with the preset; alpha = 2r keeps the effective scale constant (rsLoRA-style intuition).
+_LORA_RANK = {"quick": 8, "balanced": 16, "thorough": 32}
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "epochs": (int, float),
+    "learning_rate": (int, float),
+    "batch_size": (int,),
+    "max_length": (int,),
+    "warmup_ratio": (int, float),
+    "weight_decay": (int, float),
+    "seed": (int,),
+    "eval_fraction": (int, float),
+    "packing": (bool,),
+    "lora_r": (int,),
+    "lora_alpha": (int,),
+    "lora_dropout": (int, float),
+    "target_modules": (list, str, type(None)),
+    "trainable_layers": (int,),
+    "prompt_init_text": (str, type(None)),
+    "num_virtual_tokens": (int,),
+    "preset": (str,),
+    "gradient_accumulation_steps": (int,),
+    "early_stopping_patience": (int, type(None)),
+    "save_steps": (int,),
+}
+
+# Inclusive ranges; values outside are almost surely typos (a learning rate of 2 instead of 2e-4).
+_RANGES: dict[str, tuple[float, float]] = {
+    "epochs": (0.01, 100),
+    "learning_rate": (1e-7, 1.0),
+    "batch_size": (1, 1024),
+    "max_length": (8, 131072),
+    "warmup_ratio": (0.0, 0.5),
+    "weight_decay": (0.0, 1.0),
+    "seed": (0, 2**32 - 1),
+    "eval_fraction": (0.01, 0.5),
+    "lora_r": (1, 1024),
+    "lora_alpha": (1, 4096),
+    "lora_dropout": (0.0, 0.9),
+    "trainable_layers": (1, 1000),
+    "num_virtual_tokens": (1, 512),
+    "gradient_accumulation_steps": (1, 1024),
+    "early_stopping_patience": (1, 100),
+    "save_steps": (1, 1_000_000),
+}
+
+
+def task_family(task: str) -> str:
+    """Which preset family a task belongs to."""
+    if task in ("sft", "text"):
+        return "generative"
+    if task == "seq2seq":
+        return "seq2seq"
+    return "encoder"
+
+
+def _batch_size(family: str, parameter_count: int) -> tuple[int, int]:
+    """Per-device batch size and accumulation: the effective batch stays ~16 while memory shrinks with size."""
+    base = 16 if family == "encoder" else 8
+    if parameter_count >= 6_000_000_000:
+        return 2, base // 2
+    if parameter_count >= 1_000_000_000:
+        return 4, base // 4
+    return base, 1
+
+
+def validate_overrides(overrides: dict[str, Any]) -> list[str]:
+    """Problems with user-given hyperparameters, one sentence each; empty when all are fine."""
+    known = {f.name for f in fields(Hyperparameters)}
+    problems = []
+    for key, value in overrides.items():
+        if key not in known:
+            problems.append(f"Unknown hyperparameter '{key}'; known ones are: {', '.join(sorted(known))}.")
+            continue
+        allowed = _TYPES[key]
+        # bool is an int in Python; a true/false where a number is expected is a mistake, not a 1.
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            names = " or ".join(t.__name__ for t in allowed if t is not type(None))
+            problems.append(f"Hyperparameter '{key}' must be a {names}, not {value!r}.")
+            continue
+        if key in _RANGES and value is not None:
+            low, high = _RANGES[key]
+            if not low <= value <= high:
+                problems.append(f"Hyperparameter '{key}' must be between {low:g} and {high:g}, not {value!r}.")
+        if key == "preset" and value not in PRESETS:
+            problems.append(f"Preset must be one of {', '.join(PRESETS)}, not {value!r}.")
+        if key == "target_modules" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            problems.append("Hyperparameter 'target_modules' must be a list of module names.")
+        if key == "target_modules" and isinstance(value, str) and value != "all-linear":
+            problems.append("Hyperparameter 'target_modules' must be a list of names or the string 'all-linear'.")
+    return problems
+
+
+def resolve_hyperparameters(
+    task: str, method: str, parameter_count: int, overrides: dict[str, Any] | None = None
+) -> Hyperparameters:
+    """The preset's values for this task, method and model size, with the user's overrides on top.
+
+    Raises SpecError listing every unknown key, wrong type or out-of-range value at once.
+    """
+    overrides = dict(overrides or {})
+    problems = []
+    if task not in TASKS:
+        problems.append(f"Unknown task '{task}'; choose one of {', '.join(TASKS)}.")
+    if method not in METHODS:
+        problems.append(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
+    elif task in TASKS and method not in METHODS_BY_TASK[task]:
+        problems.append(
+            f"Method '{method}' does not apply to task '{task}'; choose one of {', '.join(METHODS_BY_TASK[task])}."
+        )
+    problems += validate_overrides(overrides)
+    if problems:
+        raise SpecError(problems)
+
+    preset = overrides.get("preset", "balanced")
+    family = task_family(task)
+    batch_size, accumulation = _batch_size(family, parameter_count)
+    learning_rate = _LEARNING_RATES[method][family]
+    if parameter_count >= 1_000_000_000 and method in ("full", "freeze"):
+        # Larger models diverge at small-model learning rates; halving is the common practice.
+        learning_rate /= 2
+    rank = _LORA_RANK[preset]
+    values = Hyperparameters(
+        epochs=_EPOCHS[family][preset],
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_length=_MAX_LENGTH[family][preset],
+        warmup_ratio=0.1 if family == "encoder" else 0.03,
+        weight_decay=0.01 if method in ("full", "freeze") else 0.0,
+        seed=42,
+        eval_fraction=0.1,
+        # Packing only applies to causal LM tasks; elsewhere it is ignored.
+        packing=family == "generative",
+        lora_r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.05 if preset != "quick" else 0.0,
+        target_modules=None,
+        trainable_layers=2,
+        prompt_init_text=None,
+        num_virtual_tokens=16 if preset != "thorough" else 32,
+        preset=preset,
+        gradient_accumulation_steps=accumulation,
+        early_stopping_patience=3 if preset == "thorough" else None,
+        save_steps=200 if preset == "quick" else 100,
+    )
+    for key, value in overrides.items():
+        setattr(values, key, float(value) if key in ("epochs", "learning_rate") else value)
+    if method == "prompt_tuning" and not values.prompt_init_text:
+        raise SpecError("Prompt tuning needs 'prompt_init_text': a sentence describing the task, to start from.")
+    return values
