@@ -64,7 +64,10 @@ def check_file(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
 
 def _check(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
     stream = read_batches(path, options.fmt, workdir)
-    shape = detect_shape(stream.columns, options.task, options.mapping)
+    try:
+        shape = detect_shape(stream.columns, options.task, options.mapping)
+    except LayercakeError as problem:  # keep the columns: the mapping step offers them
+        return CheckResult(ok=False, error=problem.message, errors=list(problem.details), columns=stream.columns)
     validation_stream = None
     if options.validation_path is not None:
         validation_dir = workdir / "validation-source"

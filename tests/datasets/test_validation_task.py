@@ -1,0 +1,65 @@
+"""The Celery task: thin, safe under redelivery, and never leaves a dataset in `validating`."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.datasets.conftest import upload
+from webapp.datasets import services
+from webapp.datasets.models import Dataset, Status
+from webapp.datasets.tasks import validate_dataset
+
+pytestmark = pytest.mark.django_db
+
+
+def test_task_checks_the_dataset(alice):
+    dataset = services.ingest(upload("a.csv", "text,label\na,x\nb,y\n"), alice)
+    validate_dataset(str(dataset.pk))
+    assert Dataset.objects.get(pk=dataset.pk).status == Status.READY
+
+
+def test_task_for_a_deleted_dataset_does_nothing(alice):
+    dataset = services.ingest(upload("a.csv", "text\na\n"), alice)
+    dataset_id = str(dataset.pk)
+    services.delete_dataset(dataset)
+    validate_dataset(dataset_id)
+    assert not Dataset.objects.exists()
+
+
+def test_second_delivery_after_the_check_finished_changes_nothing(alice):
+    dataset = services.ingest(upload("a.csv", "text,label\na,x\nb,y\n"), alice)
+    validate_dataset(str(dataset.pk))
+    checked_at = Dataset.objects.get(pk=dataset.pk).checked_at
+    validate_dataset(str(dataset.pk))
+    assert Dataset.objects.get(pk=dataset.pk).checked_at == checked_at
+
+
+def test_redelivery_after_a_worker_died_mid_check_checks_again(alice):
+    dataset = services.ingest(upload("a.csv", "text,label\na,x\nb,y\n"), alice)
+    assert dataset.begin_validation()  # the first worker started, then died
+    validate_dataset(str(dataset.pk))
+    assert Dataset.objects.get(pk=dataset.pk).status == Status.READY
+
+
+def test_an_unexpected_crash_ends_invalid_not_stuck(alice, monkeypatch):
+    dataset = services.ingest(upload("a.csv", "text,label\na,x\nb,y\n"), alice)
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(services, "check_file", crash)
+    validate_dataset(str(dataset.pk))
+    dataset.refresh_from_db()
+    assert dataset.status == Status.INVALID
+    assert "bug on our side" in dataset.failure_reason
+
+
+def test_transitions_move_only_from_the_expected_states(alice):
+    dataset = services.ingest(upload("a.csv", "text\na\n"), alice)
+    assert dataset.begin_validation()
+    assert not Dataset.objects.get(pk=dataset.pk).begin_validation()
+    assert not dataset.request_validation()
+    assert dataset.fail("broken")
+    assert not dataset.succeed(shape="text", task="text", rows=1, columns=[], profile={}, preview=[], normalized={})
+    assert dataset.request_validation(max_length=64)
+    assert Dataset.objects.get(pk=dataset.pk).status == Status.UPLOADED

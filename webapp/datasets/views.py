@@ -1,0 +1,135 @@
+"""Dataset pages: the list with the upload form, a dataset's profile, its settings and its removal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+
+from webapp.datasets import services
+from webapp.datasets.forms import SettingsForm, UploadForm
+from webapp.datasets.models import Dataset
+from webapp.datasets.presenting import profile_context
+from webapp.datasets.uploads import declared_too_large, install_size_limit
+from webapp.lib.access import owned_or_404
+from webapp.lib.errors import LayercakeError
+
+
+@require_GET
+def dataset_list(request: HttpRequest) -> HttpResponse:
+    return _list_page(request, UploadForm(user=request.user))
+
+
+def _list_page(request: HttpRequest, form: UploadForm, status: int = 200) -> HttpResponse:
+    datasets = Dataset.objects.for_user(request.user)
+    context = {"datasets": datasets, "form": form, "max_upload_mb": settings.LAYERCAKE_MAX_UPLOAD_MB}
+    return render(request, "datasets/list.html", context, status=status)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _refuse(request: HttpRequest, problem: LayercakeError, form: UploadForm | None = None) -> HttpResponse:
+    if _wants_json(request):
+        details = [error.as_dict() for error in problem.details]
+        return JsonResponse({"error": problem.message, "details": details}, status=problem.status)
+    form = form or UploadForm(user=request.user)
+    form.add_error(None, problem.message)
+    return _list_page(request, form, status=problem.status)
+
+
+# The upload handlers must be set before anything reads the body, and CSRF checking reads it:
+# so the view is exempted and protected again inside, once the size limit is in place (Django docs,
+# "Modifying upload handlers on the fly").
+@csrf_exempt
+@require_POST
+def dataset_upload(request: HttpRequest) -> HttpResponse:
+    limit = services.max_upload_bytes()
+    if declared_too_large(request, limit):
+        return _refuse(request, services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB))
+    size_limit = install_size_limit(request, limit)
+    return _upload(request, size_limit)
+
+
+@csrf_protect
+def _upload(request: HttpRequest, size_limit: Any) -> HttpResponse:
+    form = UploadForm(request.POST, request.FILES, user=request.user)
+    if size_limit.exceeded:
+        return _refuse(request, services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB))
+    if not form.is_valid():
+        first = next(iter(form.errors.items()))
+        problem = LayercakeError(f"{first[0]}: {first[1][0]}" if first[0] != "__all__" else first[1][0])
+        return _refuse(request, problem, form)
+    values = form.cleaned_data
+    try:
+        dataset = services.ingest(
+            values["file"],
+            request.user,
+            name=values["name"],
+            task=values["task"],
+            validation_upload=values.get("validation_file"),
+            validation_fraction=values.get("validation_fraction") or 0.0,
+            profile_model=values.get("profile_model"),
+            max_length=values.get("max_length") or 1024,
+        )
+    except LayercakeError as problem:
+        return _refuse(request, problem, form)
+    url = reverse("datasets:detail", args=[dataset.pk])
+    if _wants_json(request):
+        return JsonResponse({"id": str(dataset.pk), "url": url}, status=201)
+    return redirect(url)
+
+
+@require_GET
+def dataset_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    dataset = owned_or_404(Dataset.objects.select_related("profile_model"), request.user, pk)
+    context = {"dataset": dataset, **profile_context(dataset.profile)}
+    if getattr(request, "htmx", False):
+        return render(request, "datasets/_checked.html", context)
+    initial = {
+        "task": dataset.declared_task,
+        "validation_fraction": dataset.validation_fraction,
+        "profile_model": dataset.profile_model,
+        "max_length": dataset.max_length,
+    }
+    context["settings_form"] = SettingsForm(initial=initial, dataset=dataset, user=request.user)
+    return render(request, "datasets/detail.html", context)
+
+
+@require_POST
+def dataset_settings(request: HttpRequest, pk: str) -> HttpResponse:
+    dataset = owned_or_404(Dataset, request.user, pk)
+    form = SettingsForm(request.POST, dataset=dataset, user=request.user)
+    if form.is_valid():
+        values = form.cleaned_data
+        try:
+            services.change_settings(
+                dataset,
+                mapping=form.mapping(),
+                task=values["task"],
+                validation_fraction=values["validation_fraction"] if values["validation_fraction"] is not None else None,
+                profile_model=values["profile_model"] or "",
+                max_length=values["max_length"],
+            )
+            messages.success(request, "Settings saved: the dataset is being checked again.")
+        except LayercakeError as problem:
+            messages.error(request, problem.message)
+    else:
+        messages.error(request, "The settings were not saved: " + "; ".join(str(e) for errors in form.errors.values() for e in errors))
+    return redirect("datasets:detail", pk=dataset.pk)
+
+
+@require_POST
+def dataset_delete(request: HttpRequest, pk: str) -> HttpResponse:
+    dataset = owned_or_404(Dataset, request.user, pk)
+    name = dataset.name
+    services.delete_dataset(dataset)
+    messages.success(request, f"Deleted {name} and its files.")
+    return redirect("datasets:list")
