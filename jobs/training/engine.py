@@ -23,7 +23,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig, SFTTrainer
 from trl.chat_template_utils import has_generation_markers
 
@@ -65,6 +64,14 @@ class ReporterCallback(TrainerCallback):
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.stopped = False
+        # The before/after evaluations also log through Trainer; only what happens inside train() is progress.
+        self.training = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.training = True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.training = False
 
     def _check_stop(self, control: Any) -> None:
         if not self.stopped and self.reporter.should_stop():
@@ -83,6 +90,8 @@ class ReporterCallback(TrainerCallback):
         self._check_stop(control)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if not self.training:
+            return
         logs = logs or {}
         evaluation = {k: float(v) for k, v in logs.items() if k.startswith("eval_") and isinstance(v, (int, float))}
         if "loss" in logs or evaluation:
@@ -315,6 +324,20 @@ class _Run:
         return results
 
 
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest checkpoint holding trainer_state.json.
+
+    Trainer writes that file last, so a worker killed in the middle of a save leaves a folder without it, which
+    transformers' get_last_checkpoint would still pick and then fail to resume from.
+    """
+    candidates = []
+    for path in Path(checkpoint_dir).glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and suffix.isdigit() and (path / "trainer_state.json").exists():
+            candidates.append((int(suffix), path))
+    return max(candidates)[1] if candidates else None
+
+
 def _peak_memory_bytes(device: str) -> int:
     if device == "cuda":
         return int(torch.cuda.max_memory_allocated())
@@ -348,12 +371,12 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     run.log.info("Base metrics: %s", base_metrics)
 
     Path(spec.checkpoint_dir).mkdir(parents=True, exist_ok=True)
-    last_checkpoint = get_last_checkpoint(str(spec.checkpoint_dir))
-    resumed_from = int(Path(last_checkpoint).name.split("-")[-1]) if last_checkpoint else 0
+    last_checkpoint = last_complete_checkpoint(spec.checkpoint_dir)
+    resumed_from = int(last_checkpoint.name.rsplit("-", 1)[-1]) if last_checkpoint else 0
     if last_checkpoint:
         run.log.info("Resuming from %s", last_checkpoint)
     train_started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint)
+    trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
     train_seconds = time.perf_counter() - train_started
 
     summary = TrainingSummary(
