@@ -1,9 +1,17 @@
-"""API v1 endpoints for the model catalog."""
+"""API v1 endpoints for the model catalog: list, detail, downloads, merge, deployment profile."""
 
 from __future__ import annotations
 
-from rest_framework import generics
+from typing import Any
 
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp.catalog import downloads, services
 from webapp.catalog.models import CatalogModel
 from webapp.catalog.serializers import CatalogModelDetailSerializer, CatalogModelSerializer
 from webapp.lib.access import owned_or_404
@@ -21,3 +29,37 @@ class ModelDetail(generics.RetrieveAPIView):
 
     def get_object(self) -> CatalogModel:
         return owned_or_404(CatalogModel.objects.select_related("parent"), self.request.user, self.kwargs["pk"])
+
+
+class ModelDownload(APIView):
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    def get(self, request: Request, pk: str) -> StreamingHttpResponse:
+        """The model as a zip in the save_pretrained layout, streamed."""
+        return downloads.zip_response(owned_or_404(CatalogModel, request.user, pk))
+
+
+class ModelFileDownload(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request: Request, pk: str, name: str) -> StreamingHttpResponse:
+        """One of the model's files, by its name in `files`, streamed."""
+        return downloads.file_response(owned_or_404(CatalogModel, request.user, pk), name)
+
+
+class ModelMerge(APIView):
+    @extend_schema(request=None, responses={202: dict})
+    def post(self, request: Request, pk: str) -> Response:
+        """On an adapter: start a job that merges it into its base and registers a `merged` model."""
+        model = owned_or_404(CatalogModel, request.user, pk)
+        job = services.start_merge(model, request.user)
+        from jobs.serializers import JobSerializer
+
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelProfile(APIView):
+    @extend_schema(request=None, responses={202: dict})
+    def post(self, request: Request, pk: str) -> Response:
+        """Measure the three ways to run a derived model on a worker; the figures land in `deployment`."""
+        model = owned_or_404(CatalogModel, request.user, pk)
+        profile: dict[str, Any] = services.request_deployment_profile(model)
+        return Response({"id": str(model.id), "deployment": profile}, status=status.HTTP_202_ACCEPTED)

@@ -5,4 +5,8 @@ from webapp.catalog import api
 urlpatterns = [
     path("models/", api.ModelList.as_view(), name="api-model-list"),
     path("models/<str:pk>/", api.ModelDetail.as_view(), name="api-model-detail"),
+    path("models/<str:pk>/download/", api.ModelDownload.as_view(), name="api-model-download"),
+    path("models/<str:pk>/files/<path:name>", api.ModelFileDownload.as_view(), name="api-model-file"),
+    path("models/<str:pk>/merge/", api.ModelMerge.as_view(), name="api-model-merge"),
+    path("models/<str:pk>/profile/", api.ModelProfile.as_view(), name="api-model-profile"),
 ]

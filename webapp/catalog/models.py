@@ -33,6 +33,9 @@ class CatalogModelQuerySet(models.QuerySet["CatalogModel"]):
     def bases(self) -> CatalogModelQuerySet:
         return self.filter(kind=Kind.BASE)
 
+    def derived(self) -> CatalogModelQuerySet:
+        return self.exclude(kind=Kind.BASE)
+
 
 class CatalogModel(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -62,6 +65,9 @@ class CatalogModel(models.Model):
     storage_prefix = models.CharField(max_length=300, help_text="Folder in file storage holding its files.")
     files = models.JSONField(default=list, help_text='[{"name", "size_bytes", "sha256"}]')
     metrics = models.JSONField(default=dict, blank=True)
+    deployment = models.JSONField(
+        default=dict, blank=True, help_text="Measured costs of the three ways to run it (webapp.catalog.profiling)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = CatalogModelQuerySet.as_manager()
@@ -83,6 +89,14 @@ class CatalogModel(models.Model):
         while chain[0].parent_id is not None:
             chain.insert(0, chain[0].parent)  # type: ignore[arg-type]
         return chain
+
+    @property
+    def is_derived(self) -> bool:
+        return self.kind != Kind.BASE
+
+    @property
+    def can_merge(self) -> bool:
+        return self.kind == Kind.ADAPTER and "PROMPT_TUNING" not in self.architecture
 
     def local_dir(self):  # -> Path; typed loosely to keep pathlib out of the model import
         from webapp.catalog.services import local_dir

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from webapp.catalog.models import CatalogModel
+from webapp.catalog.services import producing_job_id
 
 
 class CatalogModelSerializer(serializers.ModelSerializer):
@@ -27,11 +26,10 @@ class CatalogModelDetailSerializer(CatalogModelSerializer):
     job = serializers.SerializerMethodField()
 
     class Meta(CatalogModelSerializer.Meta):
-        fields = CatalogModelSerializer.Meta.fields + ["lineage", "metrics", "job", "files"]
+        fields = CatalogModelSerializer.Meta.fields + ["lineage", "metrics", "job", "files", "deployment"]
 
     def get_lineage(self, model: CatalogModel) -> list[str]:
         return [str(ancestor.id) for ancestor in model.lineage()]
 
-    def get_job(self, model: CatalogModel) -> Any:
-        job_id = getattr(model, "job_id", None)
-        return str(job_id) if job_id else None
+    def get_job(self, model: CatalogModel) -> str | None:
+        return producing_job_id(model)

@@ -17,8 +17,9 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils import timezone
 
-from webapp.catalog import loading, merging, model_files
+from webapp.catalog import loading, merging, model_files, profiling
 from webapp.catalog.models import CatalogModel, Kind
 from webapp.lib.errors import LayercakeError, RowError
 
@@ -374,3 +375,220 @@ def producing_job_id(model: CatalogModel) -> str | None:
         return None
     job = related.order_by("created_at").first() if hasattr(related, "order_by") else None
     return str(job.pk) if job is not None else None
+
+
+def start_merge(model: CatalogModel, owner: Any) -> Any:
+    """The "Make a full model" action: a `merge` job (jobs app) that calls merge_adapter on a worker."""
+    if not model.can_merge:
+        raise LayercakeError(f"{model.name} is not a mergeable adapter: only LoRA-style adapters merge into their base.")
+    from jobs.services import submit_merge
+
+    return submit_merge(model, owner)
+
+
+# --- the deployment table: measured costs of the three ways to run a derived model -------------------
+
+
+def request_deployment_profile(model: CatalogModel) -> dict[str, Any]:
+    """Queue the profiling task (cpu queue) after commit; the page shows `queued` until the figures land."""
+    from webapp.catalog.tasks import profile_deployment
+
+    if not model.is_derived:
+        raise LayercakeError("The deployment table compares ways to run a derived model; a base model has only one.")
+    state = {"status": "queued", "requested_at": timezone.now().isoformat()}
+    CatalogModel.objects.filter(pk=model.pk).update(deployment=state)
+    model.deployment = state
+    transaction.on_commit(lambda: profile_deployment.delay(str(model.pk)))
+    return state
+
+
+def profile_deployment(model: CatalogModel) -> dict[str, Any]:
+    """Measure each way to run the model in a fresh process and record the figures in `model.deployment`."""
+    CatalogModel.objects.filter(pk=model.pk).update(deployment={"status": "running"})
+    base = root_base(model)
+    adapter = model if model.kind == Kind.ADAPTER else None
+    try:
+        figures = profiling.profile(
+            model_dir=local_dir(model),
+            base_dir=local_dir(base) if adapter is not None else None,
+            storage=profiling.StorageFacts(
+                model_bytes=model.size_bytes,
+                base_bytes=base.size_bytes,
+                base_weight_bytes=weight_bytes(base),
+            ),
+        )
+        state = {"status": "done", "measured_at": timezone.now().isoformat(), **figures}
+    except Exception as error:  # a profile that fails is shown with its reason; the model itself is fine
+        logger.exception("profiling %s failed", model.id)
+        state = {"status": "failed", "error": str(error)[:500]}
+    CatalogModel.objects.filter(pk=model.pk).update(deployment=state)
+    model.deployment = state
+    return state
+
+
+def weight_bytes(model: CatalogModel) -> int:
+    return sum(entry["size_bytes"] for entry in model.files if entry["name"].endswith(".safetensors"))
+
+
+def deployment_table(model: CatalogModel) -> dict[str, Any]:
+    """What the page shows: the measured rows, or the state of the measurement."""
+    if not model.is_derived:
+        return {}
+    return model.deployment or {"status": "not measured"}
+
+
+# --- imports from the browser: a base model (zip or GGUF) or an external adapter zip ---------------
+
+
+def save_upload(upload: Any, target: Path) -> Path:
+    """Stream an uploaded file to disk in chunks; its name is never used."""
+    limit = settings.LAYERCAKE_MAX_UPLOAD_MB * 1024 * 1024
+    written = 0
+    with target.open("wb") as sink:
+        for chunk in upload.chunks():
+            written += len(chunk)
+            if written > limit:
+                raise LayercakeError(f"The upload is larger than {settings.LAYERCAKE_MAX_UPLOAD_MB} MB.", status=413)
+            sink.write(chunk)
+    return target
+
+
+def module_weight_keys(base_header: dict[str, dict]) -> dict[str, list[int]]:
+    return {key: value["shape"] for key, value in base_header.items()}
+
+
+def find_base_weight(module: str, base_shapes: dict[str, list[int]]) -> list[int] | None:
+    """The base weight a LoRA module sits on; the adapter's path may carry a head wrapper's prefix (`bert.`)."""
+    parts = module.split(".")
+    for start in range(len(parts)):
+        key = ".".join(parts[start:]) + ".weight"
+        if key in base_shapes:
+            return base_shapes[key]
+    return None
+
+
+def check_adapter_matches_base(adapter_dir: Path, base: CatalogModel) -> None:
+    """Refuse an adapter whose declared base or tensor shapes do not fit `base`, saying why."""
+    if not (adapter_dir / "adapter_config.json").exists() or not list(adapter_dir.glob("adapter_model*.safetensors")):
+        raise LayercakeError("An adapter zip holds adapter_config.json and adapter_model.safetensors.")
+    config = loading.read_adapter_config(adapter_dir)
+    declared = str(config.get("base_model_name_or_path") or "")
+    accepted = {base.name.lower(), str(base.id), base.source.lower(), Path(base.source).name.lower()}
+    if declared and declared.lower() not in accepted and declared.rstrip("/").split("/")[-1].lower() not in accepted:
+        raise LayercakeError(
+            f"This adapter was trained on '{declared}', not on {base.name}: choose its base model, or import that base first.",
+            [RowError(None, "base_model_name_or_path", f"adapter names '{declared}'; chosen base is '{base.name}'")],
+        )
+    base_shapes: dict[str, list[int]] = {}
+    for weights in local_dir(base).glob("*.safetensors"):
+        base_shapes.update(module_weight_keys(model_files.read_safetensors_header(weights)))
+    problems: list[RowError] = []
+    for weights in adapter_dir.glob("adapter_model*.safetensors"):
+        for key, tensor in model_files.read_safetensors_header(weights).items():
+            for marker, axis in ((".lora_A.", 1), (".lora_B.", 0)):
+                if marker not in key:
+                    continue
+                module = key.split(marker)[0].removeprefix("base_model.model.")
+                shape = find_base_weight(module, base_shapes)
+                if shape is None:
+                    problems.append(RowError(None, key, f"targets {module}, which {base.name} does not have"))
+                elif tensor["shape"][axis] != shape[1 - axis]:
+                    problems.append(RowError(None, key, f"shape {tensor['shape']} does not fit {module}'s {shape}"))
+    if problems:
+        raise LayercakeError(
+            f"This adapter's tensors do not fit {base.name} ({len(problems)} mismatches): it was made for another model.",
+            problems[:20],
+        )
+
+
+def import_upload(upload: Any, *, kind: str, name: str, owner: Any, base: CatalogModel | None = None) -> CatalogModel:
+    """A base model (zipped safetensors folder or .gguf) or an external adapter zip, uploaded by `owner`."""
+    from webapp.catalog import archives
+
+    max_bytes = 2 * settings.LAYERCAKE_MAX_UPLOAD_MB * 1024 * 1024
+    scratch_root = settings.LAYERCAKE_CACHE if settings.LAYERCAKE_CACHE.exists() else None
+    with tempfile.TemporaryDirectory(dir=scratch_root, prefix="upload-") as scratch_name:
+        scratch = Path(scratch_name)
+        is_gguf = str(upload.name).lower().endswith(".gguf")
+        received = save_upload(upload, scratch / ("upload.gguf" if is_gguf else "upload.zip"))
+        label = Path(str(upload.name)).name[:200]
+        if kind == Kind.BASE:
+            if is_gguf:
+                with received.open("rb") as handle:
+                    if handle.read(4) != b"GGUF":
+                        raise LayercakeError("The file is not a GGUF model (its first bytes are not GGUF).")
+                folder = converted_gguf_folder(received)
+            else:
+                folder = archives.extract_model_zip(received, scratch / "model", max_bytes)
+            return register_base_model(folder, name=name or Path(label).stem, source=f"upload {label} by {owner}", owner=owner)
+        if kind != Kind.ADAPTER or base is None:
+            raise LayercakeError("An adapter import needs the base model it was trained on.")
+        if is_gguf:
+            raise LayercakeError("An adapter is imported as a zip of its save_pretrained folder, not as GGUF.")
+        folder = archives.extract_model_zip(received, scratch / "adapter", max_bytes)
+        check_adapter_matches_base(folder, base)
+        task = loading.task_of_folder(folder)
+        return register_derived_model(
+            folder, name=name or Path(label).stem, kind=Kind.ADAPTER, parent=base, owner=owner,
+            metrics={"imported_from": label}, tasks=[task], family=base.family,
+        )
+
+
+# --- what the pages show ---------------------------------------------------------------------------
+
+
+def model_tree(models: list[CatalogModel]) -> list[tuple[CatalogModel, int]]:
+    """Depth-first rows: each base, then what was derived from it (adapters, their merges, full fine-tunes)."""
+    children: dict[Any, list[CatalogModel]] = {}
+    for model in models:
+        children.setdefault(model.parent_id, []).append(model)
+    visible = {model.id for model in models}
+    rows: list[tuple[CatalogModel, int]] = []
+
+    def walk(model: CatalogModel, depth: int) -> None:
+        rows.append((model, depth))
+        for child in children.get(model.id, []):
+            walk(child, depth + 1)
+
+    for model in models:
+        if model.parent_id is None or model.parent_id not in visible:
+            walk(model, 0)
+    return rows
+
+
+def metric_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Before/after rows from {"base": {...}, "tuned": {...}}, flat or nested by dataset."""
+    metrics = metrics or {}
+    base, tuned = metrics.get("base") or {}, metrics.get("tuned") or {}
+    rows = []
+    for dataset_or_metric, value in tuned.items():
+        if isinstance(value, dict):
+            before = base.get(dataset_or_metric) or {}
+            for metric, after in value.items():
+                rows.append({"dataset": dataset_or_metric, "metric": metric, "before": before.get(metric), "after": after})
+        else:
+            rows.append({"dataset": "", "metric": dataset_or_metric, "before": base.get(dataset_or_metric), "after": value})
+    return rows
+
+
+def model_card_text(model: CatalogModel, limit: int = 20_000) -> str:
+    """The model card (README.md) without its YAML front matter, as plain text."""
+    if not any(entry["name"] == "README.md" for entry in model.files):
+        return ""
+    with default_storage.open(f"{model.storage_prefix}/README.md", "rb") as handle:
+        text = handle.read(limit).decode("utf-8", errors="replace")
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        if end != -1:
+            text = text[end + 4:]
+    return text.strip()
+
+
+def origin_of(model: CatalogModel) -> dict[str, Any]:
+    """The job that produced the model and the dataset(s) it was trained on."""
+    job_id = producing_job_id(model)
+    if job_id is None:
+        return {}
+    job = model.produced_by_jobs.get(pk=job_id)  # type: ignore[attr-defined]
+    datasets = list(job.datasets.all()) if hasattr(job, "datasets") else []
+    return {"job": job, "datasets": datasets}

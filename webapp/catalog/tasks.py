@@ -12,3 +12,11 @@ from webapp.catalog import services
 def import_base_model(source: str, owner_id: int | None = None, name: str = "") -> str:
     owner = get_user_model().objects.get(pk=owner_id) if owner_id is not None else None
     return str(services.import_base_model(source, name=name, owner=owner).id)
+
+
+@shared_task
+def profile_deployment(model_id: str) -> str:
+    from webapp.catalog.models import CatalogModel
+
+    model = CatalogModel.objects.get(pk=model_id)
+    return str(services.profile_deployment(model).get("status"))

@@ -5,5 +5,11 @@ from webapp.catalog import views
 app_name = "catalog"
 urlpatterns = [
     path("", views.model_list, name="list"),
+    path("import/", views.import_model, name="import"),
     path("<uuid:pk>/", views.model_detail, name="detail"),
+    path("<uuid:pk>/download/", views.download_zip, name="download"),
+    path("<uuid:pk>/files/<path:name>", views.download_file, name="file"),
+    path("<uuid:pk>/merge/", views.merge, name="merge"),
+    path("<uuid:pk>/profile/", views.profile, name="profile"),
+    path("<uuid:pk>/deployment/", views.deployment_partial, name="deployment"),
 ]

@@ -1,0 +1,172 @@
+"""Measuring the three ways to run a derived model (plain Python): each mode in a fresh process, so memory is its own.
+
+1. full model of its own, 2. adapter merged into the base at load, 3. adapter applied at inference over a shared base.
+Run as `python -m webapp.catalog.profiling '<json>'` by `profile()`; it prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from webapp.catalog import loading
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+GENERATED_TOKENS = 16
+REPEATS = 3
+CLASSIFIER_REPEATS = 20
+PROFILE_PROMPT = "Write a short story about a cat who finds a small house."
+MODE_LABELS = {
+    "full_model": "Full model of its own",
+    "merged_at_load": "Adapter merged into the base at load",
+    "adapter_at_inference": "Adapter applied at inference, shared base",
+}
+
+
+@dataclass(frozen=True)
+class StorageFacts:
+    model_bytes: int  # the derived model's own stored files (an adapter's: its adapter files)
+    base_bytes: int  # the root base's stored files
+    base_weight_bytes: int  # the base's safetensors only: what a full copy of its weights costs
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def latency_ms(model: Any, tokenizer: Any, task: str) -> tuple[float, str]:
+    """Per generated token (decode only: the 1-token run's time is subtracted) or per classified example."""
+    import torch
+
+    with torch.no_grad():
+        if task in loading.GENERATIVE_TASKS:
+            inputs = loading.chat_inputs(tokenizer, PROFILE_PROMPT) if task != "seq2seq" else tokenizer(PROFILE_PROMPT, return_tensors="pt")
+
+            def timed(tokens: int) -> float:
+                kwargs = loading.generation_kwargs(tokenizer, tokens)
+                started = time.perf_counter()
+                model.generate(**inputs, **kwargs, min_new_tokens=tokens)
+                return time.perf_counter() - started
+
+            timed(2)  # warm-up
+            one = statistics.median(timed(1) for _ in range(REPEATS))
+            many = statistics.median(timed(GENERATED_TOKENS) for _ in range(REPEATS))
+            return max(many - one, 0.0) / (GENERATED_TOKENS - 1) * 1000, "token"
+        inputs = tokenizer(PROFILE_PROMPT, return_tensors="pt", truncation=True)
+        model(**inputs)
+        times = []
+        for _ in range(CLASSIFIER_REPEATS):
+            started = time.perf_counter()
+            model(**inputs)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times) * 1000, "example"
+
+
+def measure(mode: str, model_dir: Path, base_dir: Path | None, threads: int | None = None) -> dict[str, Any]:
+    """Load the model the way `mode` says, in this process, and measure it."""
+    import peft  # noqa: F401 - imported before the baseline so library code is not counted as the model's memory
+    import torch
+    import transformers  # noqa: F401
+
+    if threads:
+        torch.set_num_threads(threads)
+    before = rss_bytes()
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if mode == "full_model":
+        task = loading.task_of_folder(model_dir)
+        model = loading.load_plain(model_dir, task)
+        tokenizer = loading.load_tokenizer(model_dir)
+    else:
+        assert base_dir is not None
+        task = loading.task_of_folder(model_dir)
+        tokenizer = loading.load_tokenizer(model_dir, base_dir)
+        base = loading.load_base_for_adapter(model_dir, base_dir)
+        with_base = rss_bytes()
+        model = loading.attach_adapter(base, model_dir)
+        if mode == "merged_at_load":
+            from webapp.catalog.merging import merge_weights
+
+            model = merge_weights(model)
+        else:
+            extra["adapter_resident_bytes"] = max(rss_bytes() - with_base, 0)
+            extra["base_resident_bytes"] = max(with_base - before, 0)
+    load_seconds = time.perf_counter() - started
+    resident = max(rss_bytes() - before, 0)
+    latency, unit = latency_ms(model, tokenizer, task)
+    return {"mode": mode, "task": task, "load_seconds": round(load_seconds, 4), "resident_bytes": resident,
+            "latency_ms": round(latency, 3), "unit": unit, "threads": torch.get_num_threads(), **extra}
+
+
+def measure_in_fresh_process(mode: str, model_dir: Path, base_dir: Path | None, threads: int | None = None) -> dict[str, Any]:
+    request = {"mode": mode, "model_dir": str(model_dir), "base_dir": str(base_dir) if base_dir else None, "threads": threads}
+    completed = subprocess.run(
+        [sys.executable, "-m", "webapp.catalog.profiling", json.dumps(request)],
+        capture_output=True, text=True, timeout=900, cwd=PROJECT_ROOT,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"profiling {mode} failed: {completed.stderr.strip().splitlines()[-1:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def write_merged_copy(adapter_dir: Path, base_dir: Path, out_dir: Path) -> Path:
+    """What a user who downloads a full model of their own would store (not registered: profiling only)."""
+    from webapp.catalog.merging import merge_weights
+
+    merged = merge_weights(loading.load_adapter_on_base(adapter_dir, base_dir))
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    loading.load_tokenizer(adapter_dir, base_dir).save_pretrained(out_dir)
+    return out_dir
+
+
+def profile(model_dir: Path, base_dir: Path | None, storage: StorageFacts, threads: int | None = None) -> dict[str, Any]:
+    """The deployment table's rows. `base_dir` is set for adapters; full and merged models have one way to run."""
+    rows: list[dict[str, Any]] = []
+    if base_dir is None:
+        full = measure_in_fresh_process("full_model", model_dir, None, threads)
+        rows.append({**full, "storage_bytes": storage.model_bytes, "own_storage_bytes": storage.model_bytes,
+                     "base_files_shared": False, "base_memory_shared": False, "applicable": True})
+        for mode in ("merged_at_load", "adapter_at_inference"):
+            rows.append({"mode": mode, "applicable": False})
+    else:
+        with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
+            merged_dir = write_merged_copy(model_dir, base_dir, Path(scratch) / "merged")
+            merged_bytes = folder_bytes(merged_dir)
+            full = measure_in_fresh_process("full_model", merged_dir, None, threads)
+        rows.append({**full, "storage_bytes": merged_bytes, "own_storage_bytes": merged_bytes,
+                     "base_files_shared": False, "base_memory_shared": False, "applicable": True})
+        shared_storage = storage.base_bytes + storage.model_bytes
+        merged_at_load = measure_in_fresh_process("merged_at_load", model_dir, base_dir, threads)
+        rows.append({**merged_at_load, "storage_bytes": shared_storage, "own_storage_bytes": storage.model_bytes,
+                     "base_files_shared": True, "base_memory_shared": False, "applicable": True})
+        at_inference = measure_in_fresh_process("adapter_at_inference", model_dir, base_dir, threads)
+        rows.append({**at_inference, "storage_bytes": shared_storage, "own_storage_bytes": storage.model_bytes,
+                     "base_files_shared": True, "base_memory_shared": True, "applicable": True})
+    for row in rows:
+        row["label"] = MODE_LABELS[row["mode"]]
+    unit = next((row["unit"] for row in rows if row.get("unit")), "token")
+    return {"unit": unit, "modes": rows}
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    figures = measure(args["mode"], Path(args["model_dir"]), Path(args["base_dir"]) if args["base_dir"] else None, args.get("threads"))
+    print(json.dumps(figures))
