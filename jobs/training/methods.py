@@ -157,7 +157,10 @@ def load_model(
         kwargs["dtype"] = torch.bfloat16
     else:
         kwargs["dtype"] = torch.float32
-    model = _MODEL_CLASS[task].from_pretrained(base_model_dir, **kwargs)
+    model, loading_info = _MODEL_CLASS[task].from_pretrained(base_model_dir, output_loading_info=True, **kwargs)
+    # Weights the base checkpoint lacks (the new head, sometimes a pooler) are random: an adapter must carry them,
+    # or every later load of base + adapter would draw different ones.
+    model.newly_initialized_modules = sorted({key.rsplit(".", 1)[0] for key in loading_info["missing_keys"]})
     if tokenizer.pad_token_id is not None and getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
@@ -239,8 +242,9 @@ def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, device: 
         lora_alpha=hp.lora_alpha,
         lora_dropout=hp.lora_dropout,
         target_modules=lora_target_modules(model.config.model_type, hp.target_modules),
-        # peft adds the classifier/score head to modules_to_save for SEQ_CLS and TOKEN_CLS, so the new, randomly
-        # initialised head trains in full and is saved in the adapter file.
+        # peft adds the classifier/score head to modules_to_save for SEQ_CLS and TOKEN_CLS on its own; we add any
+        # other module the base checkpoint lacked, so the adapter file holds every weight that is not the base's.
+        modules_to_save=list(getattr(model, "newly_initialized_modules", [])) or None,
     )
     peft_model = get_peft_model(model, config)
     if task in ("classification", "token_classification"):

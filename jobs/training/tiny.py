@@ -124,7 +124,7 @@ def build_tiny_causal_lm(path: str | Path) -> Path:
 
 
 def build_tiny_encoder(path: str | Path) -> Path:
-    """A ~100k-parameter BERT encoder (no head, like a sentence-transformers folder) with a WordPiece tokenizer."""
+    """A ~150k-parameter BERT encoder with its pooler but no task head (like all-MiniLM-L6-v2's folder)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -161,7 +161,7 @@ def build_tiny_encoder(path: str | Path) -> Path:
         max_position_embeddings=MAX_LENGTH,
         pad_token_id=tokenizer.pad_token_id,
     )
-    _save_weights(BertModel(config, add_pooling_layer=False), path)
+    _save_weights(BertModel(config), path)
     return path
 
 
