@@ -63,3 +63,18 @@ def test_transitions_move_only_from_the_expected_states(alice):
     assert not dataset.succeed(shape="text", task="text", rows=1, columns=[], profile={}, preview=[], normalized={})
     assert dataset.request_validation(max_length=64)
     assert Dataset.objects.get(pk=dataset.pk).status == Status.UPLOADED
+
+
+def test_a_broker_outage_at_upload_ends_invalid_with_a_retry_hint_not_stuck(alice, monkeypatch, django_capture_on_commit_callbacks):
+    from webapp.datasets import tasks
+
+    def down(dataset_id):  # type: ignore[no-untyped-def]
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.validate_dataset, "delay", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        dataset = services.ingest(upload("a.csv", "text\na\n"), alice)
+    dataset.refresh_from_db()
+    assert dataset.status == Status.INVALID
+    assert "queue was unreachable" in dataset.failure_reason
+    assert dataset.request_validation()

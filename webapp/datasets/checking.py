@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pyarrow as pa
 
 from webapp.datasets import profiling
 from webapp.datasets.normalizing import NormalizedWriter, canonicalize
@@ -100,7 +100,7 @@ def _check(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
     if rows == 0 and not log.total:
         return CheckResult(ok=False, error="The file holds no rows (only a header, or nothing).", shape=shape.name, columns=stream.columns)
     if shape.name == "classification" and builder.class_count() < 2 and not log.total:
-        only = next(iter(builder.labels["train"] + builder.labels["validation"]), "")
+        only = next(iter(builder.labels), "")
         log.add(RowError(None, "label", f"classification needs at least two classes; every row has label `{only[:60]}`"))
     if options.validation_fraction and validation_stream is None and builder.rows["validation"] == 0:
         profile["warnings"].append("The validation fraction is so small that no row went to validation.")
@@ -154,19 +154,18 @@ def _consume(
         keys = profiling.row_keys(batch, shape.name)
         exact = profiling.fingerprints(keys)
         if fixed_split:
-            builder.add(fixed_split, batch, keys, exact)
+            builder.add(batch, keys, exact, None, split=fixed_split)
             if not log.total:
                 writer.write(fixed_split, batch)
             continue
-        to_validation = (exact % SPLIT_BUCKETS) < int(round(fraction * SPLIT_BUCKETS))
-        for split, mask in (("train", ~to_validation), ("validation", to_validation)):
-            if not mask.any():
-                continue
-            indices = np.flatnonzero(mask)
-            part = batch if len(indices) == batch.num_rows else batch.take(indices)
-            part_keys = keys if len(indices) == batch.num_rows else keys.take(indices)
-            builder.add(split, part, part_keys, exact[mask])
-            if not log.total:  # once a row is bad the copy is thrown away: stop writing it
-                writer.write(split, part)
+        to_validation = (exact % SPLIT_BUCKETS) < int(round(fraction * SPLIT_BUCKETS)) if fraction else None
+        builder.add(batch, keys, exact, to_validation)
+        if log.total:  # once a row is bad the copy is thrown away: stop writing it
+            continue
+        if to_validation is None:
+            writer.write("train", batch)
+        else:
+            writer.write("train", batch.filter(pa.array(~to_validation)))
+            writer.write("validation", batch.filter(pa.array(to_validation)))
     if stream.row_error_count:
         log.extend(stream.row_errors, stream.row_error_count)

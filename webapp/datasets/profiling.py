@@ -19,8 +19,9 @@ TOP_LABELS = 50
 IMBALANCE_RATIO = 10.0
 HISTOGRAM_BINS = 20
 # Near duplicates compare a row's first characters after lowercasing and dropping everything but
-# letters and digits: cheap enough for gigabytes, and it catches case, spacing and punctuation edits.
-NEAR_KEY_CHARS = 2000
+# letters and digits: it catches case, spacing and punctuation edits. The regex is the profile's
+# most expensive step (about 15 ns a character), so only a prefix is compared.
+NEAR_KEY_CHARS = 128
 _SEP_FIELD, _SEP_ITEM, _SEP_PART = "\x1f", "\x1e", "\x1d"
 
 
@@ -99,10 +100,10 @@ class ProfileBuilder:
     def __init__(self, shape: str, source_columns: list[str], seed: int = 0) -> None:
         self.shape = shape
         self.source_columns = source_columns
-        self.rows: Counter[str] = Counter()
+        self.rows: Counter[str] = Counter({"train": 0})
         self.missing: Counter[str] = Counter()
         self.source_nulls: Counter[str] = Counter()
-        self.labels: dict[str, Counter[str]] = {"train": Counter(), "validation": Counter()}
+        self.labels: Counter[str] = Counter()
         self.tags: Counter[str] = Counter()
         self.exact: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
         self.near: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
@@ -116,9 +117,9 @@ class ProfileBuilder:
         for name in batch.schema.names:
             self.source_nulls[name] += batch.column(name).null_count
 
-    def add(self, split: str, batch: pa.RecordBatch, keys: pa.Array, exact: np.ndarray) -> None:
+    def add(self, batch: pa.RecordBatch, keys: pa.Array, exact: np.ndarray, to_validation: np.ndarray | None, split: str = "train") -> None:
+        """A canonical batch; `to_validation` marks its rows held out (None: all rows go to `split`)."""
         rows = batch.num_rows
-        self.rows[split] += rows
         for name in batch.schema.names:
             array = batch.column(name)
             if pa.types.is_list(array.type):
@@ -128,12 +129,23 @@ class ProfileBuilder:
             self.missing[name] += int(pc.sum(pc.cast(pc.fill_null(empty, True), pa.int64())).as_py() or 0)
         if self.shape == "classification":
             for item in pc.value_counts(batch.column("label")).to_pylist():
-                self.labels[split][str(item["values"])] += int(item["counts"])
+                self.labels[str(item["values"])] += int(item["counts"])
         if self.shape == "token_classification":
             for item in pc.value_counts(pc.list_flatten(batch.column("tags"))).to_pylist():
                 self.tags[str(item["values"])] += int(item["counts"])
-        self.exact[split].append(exact)
-        self.near[split].append(fingerprints(near_keys(keys)))
+        near = fingerprints(near_keys(keys))
+        if to_validation is None:
+            self.rows[split] += rows
+            self.exact[split].append(exact)
+            self.near[split].append(near)
+        else:
+            held_out = int(to_validation.sum())
+            self.rows["train"] += rows - held_out
+            self.rows["validation"] += held_out
+            self.exact["train"].append(exact[~to_validation])
+            self.near["train"].append(near[~to_validation])
+            self.exact["validation"].append(exact[to_validation])
+            self.near["validation"].append(near[to_validation])
         self.char_lengths.append(pc.utf8_length(keys).to_numpy(zero_copy_only=False).astype(np.int64))
         self._keep_sample(batch)
 
@@ -158,7 +170,7 @@ class ProfileBuilder:
                 self.sample[int(slot)] = row
 
     def class_count(self) -> int:
-        return len(self.labels["train"] + self.labels["validation"])
+        return len(self.labels)
 
     def result(self) -> dict[str, Any]:
         train_exact = np.concatenate(self.exact["train"]) if self.exact["train"] else np.zeros(0, np.uint64)
@@ -215,7 +227,7 @@ class ProfileBuilder:
         }
 
     def _label_profile(self, warnings: list[str]) -> dict[str, Any]:
-        counts = self.labels["train"] + self.labels["validation"]
+        counts = self.labels
         ordered = counts.most_common()
         shown = {label: int(count) for label, count in ordered[:TOP_LABELS]}
         result: dict[str, Any] = {"classes": len(counts), "counts": shown, "imbalance_ratio": None}

@@ -131,7 +131,14 @@ def schedule_validation(dataset: Dataset) -> None:
     dataset_id = str(dataset.pk)
 
     def send() -> None:
-        result = validate_dataset.delay(dataset_id)
+        try:
+            result = validate_dataset.delay(dataset_id)
+        except Exception:  # the broker is down: never check inline instead, and never leave it waiting
+            log.exception("dataset %s: the check could not be queued", dataset_id)
+            stored = Dataset.objects.filter(pk=dataset_id).first()
+            if stored is not None:
+                stored.fail("The checking queue was unreachable: use “Save and check again” to retry.")
+            return
         Dataset.objects.filter(pk=dataset_id).update(task_id=result.id or "")
 
     transaction.on_commit(send)
