@@ -492,7 +492,7 @@ def check_adapter_matches_base(adapter_dir: Path, base: CatalogModel) -> None:
                 shape = find_base_weight(module, base_shapes)
                 if shape is None:
                     problems.append(RowError(None, key, f"targets {module}, which {base.name} does not have"))
-                elif tensor["shape"][axis] != shape[1 - axis]:
+                elif tensor["shape"][axis] != shape[axis]:  # A is (r, in), B is (out, r); W is (out, in)
                     problems.append(RowError(None, key, f"shape {tensor['shape']} does not fit {module}'s {shape}"))
     if problems:
         raise LayercakeError(

@@ -1,0 +1,40 @@
+"""The deployment table: the three ways to run an adapter, measured in fresh processes, shown as figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from webapp.catalog import services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_adapter_profile_measures_all_three_ways_with_shared_base_flags(alices_causal_adapter, causal_base, client_alice):
+    state = services.profile_deployment(alices_causal_adapter)
+    assert state["status"] == "done", state
+    rows = {row["mode"]: row for row in state["modes"]}
+    assert set(rows) == {"full_model", "merged_at_load", "adapter_at_inference"}
+    for row in rows.values():
+        assert row["applicable"] and row["load_seconds"] > 0 and row["latency_ms"] > 0 and row["unit"] == "token", row
+    assert rows["full_model"]["base_files_shared"] is False and rows["full_model"]["base_memory_shared"] is False
+    assert rows["merged_at_load"]["base_files_shared"] is True and rows["merged_at_load"]["base_memory_shared"] is False
+    assert rows["adapter_at_inference"]["base_memory_shared"] is True
+    assert rows["adapter_at_inference"]["storage_bytes"] == causal_base.size_bytes + alices_causal_adapter.size_bytes
+    assert rows["adapter_at_inference"]["own_storage_bytes"] == alices_causal_adapter.size_bytes
+    assert rows["full_model"]["own_storage_bytes"] > alices_causal_adapter.size_bytes
+    alices_causal_adapter.refresh_from_db()
+    assert alices_causal_adapter.deployment["status"] == "done"
+    page = client_alice.get(f"/models/{alices_causal_adapter.id}/").content.decode()
+    assert page.count('<tr data-mode="') == 3 and "Latency per token" in page
+
+
+@pytest.mark.slow
+def test_classifier_latency_is_per_example(alices_classifier_adapter):
+    state = services.profile_deployment(alices_classifier_adapter)
+    assert state["status"] == "done", state
+    assert state["unit"] == "example"
+
+
+def test_a_base_model_has_no_deployment_table(causal_base):
+    with pytest.raises(services.LayercakeError, match="derived model"):
+        services.request_deployment_profile(causal_base)
