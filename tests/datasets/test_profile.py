@@ -127,3 +127,22 @@ def test_a_tokenizer_that_cannot_load_is_a_warning_not_a_failure(alice, tiny_lla
     assert dataset.status == Status.READY
     assert "tokens" not in dataset.profile
     assert any("could not be loaded" in warning for warning in dataset.profile["warnings"])
+
+
+def test_validation_file_may_spell_the_columns_differently(alice):
+    dataset = services.ingest(
+        upload("train.csv", "text,label\na,x\nb,y\n"), alice, validation_upload=upload("valid.jsonl", jsonl([{"TEXT": "c", "Label": "x"}]))
+    )
+    dataset = services.validate(dataset)
+    assert dataset.status == Status.READY
+    assert dataset.profile["splits"] == {"train": 2, "validation": 1}
+
+
+def test_validation_file_of_another_sft_shape_is_invalid(alice):
+    chat = jsonl([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
+    dataset = services.ingest(
+        upload("train.jsonl", chat), alice, validation_upload=upload("valid.csv", "instruction,output\nq,a\n")
+    )
+    dataset = services.validate(dataset)
+    assert dataset.status == Status.INVALID
+    assert "it holds instruction data, the training file chat data" in dataset.failure_reason

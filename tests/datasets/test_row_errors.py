@@ -59,3 +59,9 @@ def test_chat_errors_name_the_message(check):
     assert dataset.errors == [
         {"row": 2, "field": "messages", "message": "message 2 has role `robot`; roles are system, user, assistant, tool"}
     ]
+
+
+def test_an_8_mb_field_is_refused_and_the_stored_preview_is_clipped(check):
+    dataset = check("huge.csv", "text,label\n" + "x" * (8 * 1024 * 1024) + ",a\nsmall,b\n")
+    assert dataset.errors == [{"row": 1, "field": "text", "message": "`text` is 8.0 MB; the limit is 1.0 MB per field"}]
+    assert len(dataset.preview[0]["row"]["text"]) <= 4001

@@ -113,3 +113,9 @@ def test_missing_output_column_says_what_an_instruction_dataset_needs(check):
     assert dataset.failure_reason.startswith(
         "Column `output` missing: an instruction dataset needs instruction and output"
     )
+
+
+def test_csv_fields_may_hold_quoted_line_breaks(check):
+    dataset = check("multi.csv", 'instruction,output\n"Write a poem","Roses are red,\nviolets are blue"\nq,a\n')
+    assert (dataset.status, dataset.rows) == (Status.READY, 2)
+    assert normalized(dataset).column("output").to_pylist()[0] == "Roses are red,\nviolets are blue"

@@ -68,15 +68,20 @@ def _check(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
         shape = detect_shape(stream.columns, options.task, options.mapping)
     except LayercakeError as problem:  # keep the columns: the mapping step offers them
         return CheckResult(ok=False, error=problem.message, errors=list(problem.details), columns=stream.columns)
-    validation_stream = None
+    validation_stream, validation_shape = None, shape
     if options.validation_path is not None:
         validation_dir = workdir / "validation-source"
         validation_dir.mkdir(exist_ok=True)
         validation_stream = read_batches(options.validation_path, options.validation_fmt or options.fmt, validation_dir)
         try:
-            detect_shape(validation_stream.columns, shape.task, options.mapping)
+            validation_shape = detect_shape(validation_stream.columns, shape.task, options.mapping)
         except LayercakeError as problem:
             raise LayercakeError(f"The validation file does not match the training file: {problem.message}") from None
+        if validation_shape.name != shape.name:
+            raise LayercakeError(
+                f"The validation file does not match the training file: it holds {validation_shape.name} data, "
+                f"the training file {shape.name} data."
+            )
 
     log = ErrorLog()
     builder = profiling.ProfileBuilder(shape.name, stream.columns)
@@ -86,7 +91,7 @@ def _check(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
         _consume(stream, shape, builder, writer, log, fraction, fixed_split=None)
         if validation_stream is not None:
             validation_log = ErrorLog()
-            _consume(validation_stream, shape, builder, writer, validation_log, 0.0, fixed_split="validation")
+            _consume(validation_stream, validation_shape, builder, writer, validation_log, 0.0, fixed_split="validation")
             for error in validation_log.listed:
                 log.add(RowError(error.row, error.field, f"in the validation file: {error.message}"))
             log.total += validation_log.total - len(validation_log.listed)

@@ -271,6 +271,20 @@ def token_length_profile(
     }
 
 
+PREVIEW_CHARS = 4000
+
+
+def _clip(value: Any) -> Any:
+    """Previews are stored with the dataset: long fields are cut (the page says so with an ellipsis)."""
+    if isinstance(value, str):
+        return value if len(value) <= PREVIEW_CHARS else value[:PREVIEW_CHARS] + "…"
+    if isinstance(value, list):
+        return [_clip(item) for item in value[:50]]
+    if isinstance(value, dict):
+        return {key: _clip(item) for key, item in value.items()}
+    return value
+
+
 def template_preview(
     rows: list[dict[str, Any]], shape: str, tokenizer: Tokenizer | None
 ) -> list[dict[str, Any]]:
@@ -278,5 +292,5 @@ def template_preview(
     previews = []
     for row in rows:
         text, templated = _render(tokenizer, shape, row)
-        previews.append({"row": row, "rendered": text, "chat_template": templated})
+        previews.append({"row": _clip(row), "rendered": _clip(text), "chat_template": templated})
     return previews

@@ -194,7 +194,7 @@ def _read_delimited(path: Path, delimiter: str) -> BatchStream:
     kind = "TSV" if delimiter == "\t" else "CSV"
     read_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
     # The header pass skips bad rows: they are numbered and reported by the full pass.
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=lambda row: "skip")
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=lambda row: "skip")
     try:
         header_reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options)
         columns = list(header_reader.schema.names)
@@ -223,7 +223,7 @@ def _read_delimited(path: Path, delimiter: str) -> BatchStream:
             reader = pa_csv.open_csv(
                 path,
                 read_options=read_options,
-                parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid_row),
+                parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row),
                 convert_options=convert_options,
             )
             for batch in reader:

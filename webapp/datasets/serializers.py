@@ -12,7 +12,8 @@ from webapp.datasets.shapes import EXPECTED_COLUMNS, TASKS
 
 
 class DatasetSerializer(serializers.ModelSerializer):
-    errors = serializers.SerializerMethodField()
+    # API.md names the field `errors`; DRF moves declared fields off the class, so .errors still works.
+    errors = serializers.SerializerMethodField()  # type: ignore[assignment]
     normalized_files = serializers.SerializerMethodField()
     profile_model = serializers.PrimaryKeyRelatedField(read_only=True)  # type: ignore[var-annotated]
 

@@ -247,12 +247,17 @@ def _validate(dataset: Dataset) -> None:
         result = check_file(source, options, workdir)
         if tokenizer_problem:
             result.profile.setdefault("warnings", []).append(tokenizer_problem)
-        found = {"shape": result.shape, "task": result.task, "rows": result.rows or None, "columns": result.columns}
         if not result.ok:
-            dataset.fail(result.error, result.errors, result.error_count, profile=result.profile, preview=result.preview, **found)
+            dataset.fail(
+                result.error, result.errors, result.error_count, shape=result.shape, task=result.task,
+                rows=result.rows or None, columns=result.columns, profile=result.profile, preview=result.preview,
+            )
             return
         stored = _store_normalized(dataset, result.normalized)
-        if not dataset.succeed(profile=result.profile, preview=result.preview, normalized=stored, **found):
+        if not dataset.succeed(
+            shape=result.shape, task=result.task, rows=result.rows, columns=result.columns,
+            profile=result.profile, preview=result.preview, normalized=stored,
+        ):
             log.warning("dataset %s: left `validating` while being checked; result dropped", dataset.pk)
 
 

@@ -46,7 +46,9 @@ def content_length(request: HttpRequest) -> int:
 def install_size_limit(request: HttpRequest, limit_bytes: int) -> SizeLimitUploadHandler:
     """Put the limit first among the request's upload handlers; call before the body is read."""
     handler = SizeLimitUploadHandler(limit_bytes, request)
-    request.upload_handlers.insert(0, handler)
+    handlers = request.upload_handlers
+    assert isinstance(handlers, list), "the body was read before the size limit was installed"
+    handlers.insert(0, handler)
     return handler
 
 

@@ -64,8 +64,9 @@ def _upload(request: HttpRequest, size_limit: Any) -> HttpResponse:
     if size_limit.exceeded:
         return _refuse(request, services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB))
     if not form.is_valid():
-        first = next(iter(form.errors.items()))
-        problem = LayercakeError(f"{first[0]}: {first[1][0]}" if first[0] != "__all__" else first[1][0])
+        field, messages_of_field = next(iter(form.errors.items()))
+        message = str(messages_of_field[0])
+        problem = LayercakeError(f"{field}: {message}" if field != "__all__" else message)
         return _refuse(request, problem, form)
     values = form.cleaned_data
     try:
