@@ -248,9 +248,7 @@ def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, device: 
     )
     peft_model = get_peft_model(model, config)
     if task in ("classification", "token_classification"):
-        head_trainable = any(
-            p.requires_grad for n, p in peft_model.named_parameters() if "modules_to_save" in n
-        )
+        head_trainable = any(p.requires_grad for n, p in peft_model.named_parameters() if "modules_to_save" in n)
         if not head_trainable:
             raise SpecError(f"LoRA could not find the classification head of '{model.config.model_type}'.")
     return peft_model

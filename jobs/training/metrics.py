@@ -25,9 +25,7 @@ def language_model_metrics(trainer: Trainer, eval_key: str) -> dict[str, float]:
     return {"loss": round(loss, 6), "perplexity": round(math.exp(min(loss, 50.0)), 4)}
 
 
-def classification_metrics(
-    trainer: Trainer, dataset: Dataset, train_labels: list[int]
-) -> dict[str, float]:
+def classification_metrics(trainer: Trainer, dataset: Dataset, train_labels: list[int]) -> dict[str, float]:
     """Accuracy and macro-F1, with the accuracy of always answering the training set's majority class."""
     output = trainer.predict(dataset)
     predictions = np.argmax(output.predictions, axis=-1)
@@ -41,14 +39,12 @@ def classification_metrics(
     }
 
 
-def token_classification_metrics(
-    trainer: Trainer, dataset: Dataset, id2label: dict[int, str]
-) -> dict[str, float]:
+def token_classification_metrics(trainer: Trainer, dataset: Dataset, id2label: dict[int, str]) -> dict[str, float]:
     """Entity-level F1 (seqeval) on first sub-tokens, plus plain tag accuracy for non-IOB tag sets."""
     output = trainer.predict(dataset)
     predictions = np.argmax(output.predictions, axis=-1)
     predicted_tags, reference_tags = [], []
-    for predicted_row, reference_row in zip(predictions, output.label_ids):
+    for predicted_row, reference_row in zip(predictions, output.label_ids, strict=True):
         keep = reference_row != -100
         predicted_tags.append([id2label[int(i)] for i in predicted_row[keep]])
         reference_tags.append([id2label[int(i)] for i in reference_row[keep]])
@@ -80,7 +76,7 @@ def seq2seq_metrics(
             ).to(device)
             generated = model.generate(**encoded, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, num_beams=1)
             texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
-            for target, text in zip(batch["target"], texts):
+            for target, text in zip(batch["target"], texts, strict=True):
                 result = scorer.score(target, text)
                 for name in scores:
                     scores[name].append(result[name].fmeasure)

@@ -75,8 +75,12 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     model.save_pretrained(path, safe_serialization=True)
 
 
-def build_tiny_causal_lm(path: str | Path) -> Path:
-    """A ~150k-parameter Llama with a byte-level BPE tokenizer, ChatML template and pad token."""
+def build_tiny_causal_lm(path: str | Path, *, hidden_size: int = 64, num_layers: int = 2) -> Path:
+    """A ~115k-parameter Llama with a byte-level BPE tokenizer, ChatML template and pad token.
+
+    `hidden_size` and `num_layers` make larger variants (memory and throughput measurements need weights that
+    dominate the Python process's own footprint).
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
@@ -106,9 +110,9 @@ def build_tiny_causal_lm(path: str | Path) -> Path:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=MAX_LENGTH,

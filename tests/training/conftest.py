@@ -10,15 +10,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from pathlib import Path
+from typing import Any
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
 
-from jobs.training.tiny import build_tiny_causal_lm, build_tiny_encoder, build_tiny_seq2seq  # noqa: E402
+from jobs.training.tiny import build_tiny_causal_lm, build_tiny_encoder, build_tiny_seq2seq
 
 torch.set_num_threads(1)
 
@@ -57,9 +57,10 @@ def chat_rows(count: int = 24) -> list[dict[str, Any]]:
 
 
 def text_rows(count: int = 40) -> list[dict[str, str]]:
-    return [{"text": f"The {w} likes the {v}. " * (1 + i % 4)} for i, (w, v) in enumerate(zip(_WORDS * 4, _WORDS[::-1] * 4))][
-        :count
-    ]
+    return [
+        {"text": f"The {w} likes the {v}. " * (1 + i % 4)}
+        for i, (w, v) in enumerate(zip(_WORDS * 4, _WORDS[::-1] * 4, strict=True))
+    ][:count]
 
 
 def classification_rows(count: int = 48) -> list[dict[str, str]]:
@@ -68,9 +69,13 @@ def classification_rows(count: int = 48) -> list[dict[str, str]]:
     rows = []
     for i in range(count):
         if i % 2:
-            rows.append({"text": f"the food was {good[i % len(good)]} and {good[(i + 1) % len(good)]}", "label": "positive"})
+            rows.append(
+                {"text": f"the food was {good[i % len(good)]} and {good[(i + 1) % len(good)]}", "label": "positive"}
+            )
         else:
-            rows.append({"text": f"the food was {bad[i % len(bad)]} and {bad[(i + 1) % len(bad)]}", "label": "negative"})
+            rows.append(
+                {"text": f"the food was {bad[i % len(bad)]} and {bad[(i + 1) % len(bad)]}", "label": "negative"}
+            )
     return rows
 
 

@@ -47,8 +47,20 @@ print(json.dumps(outputs))
 """
 
 CASES = {
-    "lora-classifier": ("encoder", "classification", "lora", classification_rows(32), "AutoModelForSequenceClassification"),
-    "full-classifier": ("encoder", "classification", "full", classification_rows(32), "AutoModelForSequenceClassification"),
+    "lora-classifier": (
+        "encoder",
+        "classification",
+        "lora",
+        classification_rows(32),
+        "AutoModelForSequenceClassification",
+    ),
+    "full-classifier": (
+        "encoder",
+        "classification",
+        "full",
+        classification_rows(32),
+        "AutoModelForSequenceClassification",
+    ),
     "head-tagger": ("encoder", "token_classification", "head", token_rows(16), "AutoModelForTokenClassification"),
     "lora-sft": ("lm", "sft", "lora", instruction_rows(16), "AutoModelForCausalLM"),
     "prompt-tuning-sft": ("lm", "sft", "prompt_tuning", instruction_rows(16), "AutoModelForCausalLM"),

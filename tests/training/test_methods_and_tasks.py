@@ -92,8 +92,12 @@ def test_decoder_model_trains_as_a_classifier_with_lora(tmp_path: Path, tiny_lm:
 
 
 def test_freeze_trains_only_the_last_blocks(tmp_path: Path, tiny_lm: Path) -> None:
-    one = train(make_spec(tmp_path / "one", tiny_lm, "sft", "freeze", instruction_rows(16), epochs=1, trainable_layers=1))
-    two = train(make_spec(tmp_path / "two", tiny_lm, "sft", "freeze", instruction_rows(16), epochs=1, trainable_layers=2))
+    one = train(
+        make_spec(tmp_path / "one", tiny_lm, "sft", "freeze", instruction_rows(16), epochs=1, trainable_layers=1)
+    )
+    two = train(
+        make_spec(tmp_path / "two", tiny_lm, "sft", "freeze", instruction_rows(16), epochs=1, trainable_layers=2)
+    )
     assert 0 < one.summary.trainable_parameters < two.summary.trainable_parameters < two.summary.total_parameters
 
 

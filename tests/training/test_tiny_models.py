@@ -41,12 +41,12 @@ def test_tiny_causal_lm_chat_template_marks_assistant_tokens(tmp_path: Path) -> 
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     assert text == "<|im_start|>user\nhi there<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>\n"
     encoded = tokenizer.apply_chat_template(messages, return_dict=True, return_assistant_tokens_mask=True)
-    masked = [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"]) if m]
+    masked = [t for t, m in zip(encoded["input_ids"], encoded["assistant_masks"], strict=True) if m]
     assert tokenizer.decode(masked) == "hello<|im_end|>"
 
 
 def test_tiny_models_are_identical_across_builds(tmp_path: Path) -> None:
     first = AutoModelForCausalLM.from_pretrained(build_tiny_causal_lm(tmp_path / "a"))
     second = AutoModelForCausalLM.from_pretrained(build_tiny_causal_lm(tmp_path / "b"))
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
         assert torch.equal(a, b), name

@@ -11,8 +11,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobs.training import DatasetFiles, Hyperparameters, TrainingSpec  # noqa: E402
-from jobs.training.engine import train  # noqa: E402
+from jobs.training import DatasetFiles, Hyperparameters, TrainingSpec
+from jobs.training.engine import train
 
 
 class SlowReporter:

@@ -1,0 +1,25 @@
+"""Peak RSS growth of one CPU training run, measured in its own process: `python memory_probe.py SPEC_JSON`."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import psutil
+
+from jobs.training.engine import train
+from tests.training.training_job import spec_from_json
+
+if __name__ == "__main__":
+    spec = spec_from_json(Path(sys.argv[1]).read_text())
+    # Everything is imported; the model is not loaded yet. What the run adds on top is what the estimate predicts.
+    before = psutil.Process().memory_info().rss
+    result = train(spec)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "steps": result.summary.global_step}))
