@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "webapp.accounts",
     "webapp.catalog",
+    "webapp.playground",
     "webapp.datasets",
     "jobs",
 ]

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", home, name="home"),
     path("", include("webapp.accounts.urls")),
     path("models/", include("webapp.catalog.urls")),
+    path("playground/", include("webapp.playground.urls")),
     path("datasets/", include("webapp.datasets.urls")),
     path("api/v1/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),

@@ -1,0 +1,65 @@
+"""A playground run: one input, answered by one or more catalog models side by side on an inference worker."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+FINAL_STATES = {Status.DONE, Status.FAILED}
+
+
+class PlaygroundRun(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="playground_runs")
+    prompt = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    failure_reason = models.TextField(blank=True)
+    # One entry per model, in the order shown: {"model", "name", "kind", "status", "mode", "seconds", "text" | "labels" | "tokens"}.
+    answers = models.JSONField(default=list)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"playground run {self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    def _move(self, expected: set[str], **fields: Any) -> bool:
+        # A conditional update: two deliveries of the same message cannot both start the run.
+        updated = PlaygroundRun.objects.filter(pk=self.pk, status__in=expected).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return updated == 1
+
+    def start(self, worker: str) -> bool:
+        return self._move({Status.QUEUED}, status=Status.RUNNING, worker=worker, started_at=timezone.now())
+
+    def finish(self) -> bool:
+        return self._move({Status.RUNNING}, status=Status.DONE, answers=self.answers, finished_at=timezone.now())
+
+    def fail(self, reason: str) -> bool:
+        return self._move({Status.QUEUED, Status.RUNNING}, status=Status.FAILED, failure_reason=reason,
+                          answers=self.answers, finished_at=timezone.now())
+
+    def save_answers(self) -> None:
+        PlaygroundRun.objects.filter(pk=self.pk).update(answers=self.answers)

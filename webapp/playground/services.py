@@ -1,0 +1,125 @@
+"""The playground's operations: start a run (web side) and serve it with resident models (inference worker)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from webapp.catalog.models import CatalogModel, Family, Kind
+from webapp.catalog.services import local_dir
+from webapp.lib.errors import LayercakeError
+from webapp.playground import answering
+from webapp.playground.models import PlaygroundRun
+from webapp.playground.resident import ResidentModels, ServedModel
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_QUEUE = "inference"
+MAX_MODELS_PER_RUN = 4
+MAX_PROMPT_CHARS = 4000
+_resident: ResidentModels | None = None
+
+
+def resident_models() -> ResidentModels:
+    """This worker process's pool: created once, kept across tasks (the worker runs with a solo pool)."""
+    global _resident
+    if _resident is None:
+        _resident = ResidentModels(
+            max_groups=int(getattr(settings, "LAYERCAKE_RESIDENT_MODELS", 2)),
+            max_adapters=int(getattr(settings, "LAYERCAKE_RESIDENT_ADAPTERS", 16)),
+        )
+    return _resident
+
+
+def playground_models(user: Any) -> list[CatalogModel]:
+    return list(CatalogModel.objects.visible_to(user).order_by("created_at"))
+
+
+def start_run(owner: Any, prompt: str, models: list[CatalogModel]) -> PlaygroundRun:
+    """Record the run and send it to the inference queue after commit."""
+    prompt = prompt.strip()
+    if not prompt:
+        raise LayercakeError("Type an input for the models to answer.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise LayercakeError(f"The input is {len(prompt)} characters; the playground takes up to {MAX_PROMPT_CHARS}.")
+    if not models:
+        raise LayercakeError("Pick at least one model.")
+    if len(models) > MAX_MODELS_PER_RUN:
+        raise LayercakeError(f"Compare up to {MAX_MODELS_PER_RUN} models at once.")
+    answers = [{"model": str(m.id), "name": m.name, "kind": m.kind, "status": "waiting"} for m in models]
+    with transaction.atomic():
+        run = PlaygroundRun.objects.create(owner=owner, prompt=prompt, answers=answers)
+        transaction.on_commit(lambda: send_run(run))
+    return run
+
+
+def send_run(run: PlaygroundRun) -> None:
+    from webapp.playground.tasks import answer_run
+
+    answer_run.apply_async(args=[str(run.pk)], queue=INFERENCE_QUEUE)
+
+
+def served_model(model: CatalogModel, companions: list[CatalogModel]) -> tuple[ServedModel, bool]:
+    """How the pool serves `model`: an adapter over its base; a bare encoder through a companion classifier's
+    resident base with adapters switched off (a base encoder has no head of its own); anything else as itself."""
+    if model.kind == Kind.ADAPTER and model.parent is not None:
+        parent = model.parent
+        return ServedModel(str(model.id), model.name, model.kind, local_dir(model), str(parent.id), local_dir(parent)), False
+    if model.kind == Kind.BASE and model.family == Family.ENCODER:
+        tuned = next((c for c in companions if c.kind == Kind.ADAPTER and c.parent_id == model.id), None)
+        if tuned is None:
+            raise LayercakeError(
+                f"{model.name} is a bare encoder with no task head: pick it together with a classifier tuned from it."
+            )
+        spec, _ = served_model(tuned, [])
+        return spec, True
+    return ServedModel(str(model.id), model.name, model.kind, local_dir(model)), False
+
+
+def serve_run(run: PlaygroundRun, pool: ResidentModels) -> None:
+    """Answer the run with each model in turn on this worker, saving streamed text as it comes."""
+    if not run.start(socket.gethostname()):
+        logger.warning("playground run %s: already %s, delivery ignored", run.pk, run.status)
+        return
+    models = {str(m.id): m for m in CatalogModel.objects.filter(pk__in=[a["model"] for a in run.answers]).select_related("parent")}
+    companions = list(models.values())
+    try:
+        for entry in run.answers:
+            serve_one(run, entry, models.get(entry["model"]), companions, pool)
+    except BaseException as error:
+        run.fail(f"The inference worker stopped: {error}")
+        raise
+    run.finish()
+
+
+def serve_one(run: PlaygroundRun, entry: dict[str, Any], model: CatalogModel | None, companions: list[CatalogModel],
+              pool: ResidentModels) -> None:
+    entry["status"] = "running"
+    run.save_answers()
+    started = time.perf_counter()
+    try:
+        if model is None:
+            raise LayercakeError("This model was deleted.")
+        spec, adapters_off = served_model(model, companions)
+
+        def on_update(partial: dict[str, Any]) -> None:
+            entry.update(partial)
+            run.save_answers()
+
+        with pool.use(spec, adapters_off=adapters_off) as served:
+            entry["mode"] = served.mode
+            entry["task"] = served.task
+            entry.update(answering.answer(served, run.prompt, on_update))
+        entry["status"] = "done"
+    except LayercakeError as error:
+        entry.update(status="failed", error=error.message)
+    except Exception as error:  # one model failing must not hide the others' answers
+        logger.exception("playground run %s: %s failed", run.pk, entry.get("model"))
+        entry.update(status="failed", error=f"{type(error).__name__}: {error}")
+    entry["seconds"] = round(time.perf_counter() - started, 3)
+    run.save_answers()

@@ -1,0 +1,53 @@
+"""Playground pages: pick models, type an input, watch the answers arrive side by side."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from webapp.catalog.models import CatalogModel
+from webapp.lib.access import owned_or_404
+from webapp.lib.errors import LayercakeError
+from webapp.playground import services
+from webapp.playground.models import PlaygroundRun
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    chosen = request.GET.getlist("model")
+    preselected: set[str] = set()
+    for pk in chosen:
+        model = owned_or_404(CatalogModel, request.user, pk)
+        # Side by side by default: a tuned model next to its base.
+        preselected |= {str(model.id), str(model.lineage()[0].id)}
+    return render(request, "playground/index.html", {
+        "models": services.playground_models(request.user), "selected": preselected, "run": None, "prompt": "",
+    })
+
+
+@require_POST
+def create_run(request: HttpRequest) -> HttpResponse:
+    models = [owned_or_404(CatalogModel, request.user, pk) for pk in request.POST.getlist("models")]
+    try:
+        run = services.start_run(request.user, request.POST.get("prompt", ""), models)
+    except LayercakeError as error:
+        messages.error(request, error.message)
+        return render(request, "playground/index.html", {
+            "models": services.playground_models(request.user), "selected": {str(m.id) for m in models},
+            "run": None, "prompt": request.POST.get("prompt", ""),
+        }, status=400)
+    return redirect("playground:run", pk=run.pk)
+
+
+def run_page(request: HttpRequest, pk: str) -> HttpResponse:
+    run = owned_or_404(PlaygroundRun, request.user, pk)
+    return render(request, "playground/index.html", {
+        "models": services.playground_models(request.user), "selected": {a["model"] for a in run.answers},
+        "run": run, "prompt": run.prompt,
+    })
+
+
+def answers(request: HttpRequest, pk: str) -> HttpResponse:
+    run = owned_or_404(PlaygroundRun, request.user, pk)
+    return render(request, "playground/_answers.html", {"run": run})
