@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import json
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -27,6 +31,7 @@ FORMAT_BY_EXTENSION = {
     ".parquet": "parquet",
     ".txt": "txt",
 }
+T = TypeVar("T")
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
 MAX_COLUMNS = 1000
 # A JSON array cannot be streamed: it is parsed whole, so it is capped; JSONL has no cap.
@@ -34,8 +39,13 @@ MAX_JSON_ARRAY_BYTES = 256 * 1024 * 1024
 # Arrow's JSON parser recurses per nesting level and overflows the stack on hostile
 # input (a segfault, not an exception), so nesting is checked before Arrow sees a line.
 MAX_NESTING = 32
-# The Arrow readers need a whole row inside one block; this bounds a row's size too.
-BLOCK_BYTES = 16 * 1024 * 1024
+# Arrow's streaming CSV and JSON readers read ahead without bound when the consumer is slower
+# (a 1 GB file ends up in memory), so files are cut into chunks of whole rows here and each
+# chunk is parsed on its own: memory stays near a few chunks whatever the file size.
+CHUNK_BYTES = 32 * 1024 * 1024
+# Arrow parses a chunk in blocks on several threads; a row must fit in one block.
+BLOCK_BYTES = 8 * 1024 * 1024
+MAX_PENDING_BYTES = 4 * CHUNK_BYTES
 BATCH_ROWS = 20_000
 SNIFF_BYTES = 64 * 1024
 PARQUET_MAGIC = b"PAR1"
@@ -190,20 +200,102 @@ def _read_parquet(path: Path) -> BatchStream:
 # CSV and TSV
 
 
+_DONE = object()
+
+
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Produce the next items in a thread while the caller works on this one (Arrow parsing frees
+    the GIL, so reading overlaps checking); at most `depth` items wait, so memory stays bounded."""
+    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+
+    worker = threading.Thread(target=produce, name="dataset-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+def _row_end(buffer: bytes, quote_aware: bool) -> int:
+    """Index of the last newline that ends a row (outside double quotes when quote_aware), or -1."""
+    index = buffer.rfind(b"\n")
+    if not quote_aware:
+        return index
+    # RFC 4180 doubles quotes inside quoted fields, so an even count of quotes before a newline
+    # means the newline is outside any field.
+    before = buffer.count(b'"', 0, index) if index >= 0 else 0
+    while index >= 0 and before % 2:
+        previous = buffer.rfind(b"\n", 0, index)
+        before -= buffer.count(b'"', previous + 1 if previous >= 0 else 0, index)
+        index = previous
+    return index
+
+
+def _chunks(handle: BinaryIO, quote_aware: bool, first: bytes = b"") -> Iterator[bytes]:
+    """The file's bytes in pieces of whole rows, about CHUNK_BYTES each."""
+    carry = first
+    while True:
+        data = handle.read(CHUNK_BYTES)
+        if not data:
+            if carry and not carry.isspace():
+                yield carry
+            return
+        buffer = carry + data
+        cut = _row_end(buffer, quote_aware)
+        if cut < 0:
+            if len(buffer) > MAX_PENDING_BYTES:
+                raise DatasetUnreadable(
+                    f"A row is longer than {MAX_PENDING_BYTES // (1024 * 1024)} MB, or a quote is never closed."
+                )
+            carry = buffer
+            continue
+        piece = buffer[: cut + 1]
+        if not piece.isspace():
+            yield piece
+        carry = buffer[cut + 1 :]
+
+
 def _read_delimited(path: Path, delimiter: str) -> BatchStream:
     kind = "TSV" if delimiter == "\t" else "CSV"
+    with path.open("rb") as handle:
+        head = handle.read(CHUNK_BYTES)
+    header_end = _first_row_end(head)
+    header = head[: header_end + 1] if header_end >= 0 else head
+    if not header.strip(b"\xef\xbb\xbf \t\r\n"):
+        raise DatasetUnreadable(f"The {kind} file has no header row.")
     read_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
-    # The header pass skips bad rows: they are numbered and reported by the full pass.
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=lambda row: "skip")
     try:
-        header_reader = pa_csv.open_csv(path, read_options=read_options, parse_options=parse_options)
-        columns = list(header_reader.schema.names)
-        header_reader.close()
+        columns = list(
+            pa_csv.read_csv(pa.BufferReader(header), read_options=read_options, parse_options=pa_csv.ParseOptions(delimiter=delimiter)).schema.names
+        )
     except (pa.ArrowException, OSError) as exc:
-        message = _arrow_message(exc)
-        if "empty" in message.lower():
-            raise DatasetUnreadable(f"The {kind} file has no header row.") from None
-        raise DatasetUnreadable(f"The {kind} header cannot be read: {message}.") from None
+        raise DatasetUnreadable(f"The {kind} header cannot be read: {_arrow_message(exc)}.") from None
     _check_columns(columns)
     stream = BatchStream(columns, iter(()))
     invalid_rows = [0]
@@ -212,30 +304,53 @@ def _read_delimited(path: Path, delimiter: str) -> BatchStream:
         invalid_rows[0] += 1
         return "skip"
 
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row)
     # Every cell is read as text: "007" stays "007", "=SUM(A1)" stays a string, "NA" is not null.
     convert_options = pa_csv.ConvertOptions(
         column_types={name: pa.string() for name in columns}, strings_can_be_null=False
     )
 
+    def tables() -> Iterator[pa.Table]:
+        rows = 0
+        with path.open("rb") as handle:
+            handle.seek(len(header))
+            for chunk in _chunks(handle, quote_aware=True):
+                try:
+                    table = pa_csv.read_csv(
+                        pa.BufferReader(header + chunk),
+                        read_options=read_options,
+                        parse_options=parse_options,
+                        convert_options=convert_options,
+                    )
+                except (pa.ArrowException, OSError) as exc:
+                    raise DatasetUnreadable(
+                        f"The {kind} file cannot be read after row {rows}: {_arrow_message(exc)}."
+                    ) from None
+                rows += table.num_rows
+                yield table
+
     def batches() -> Iterator[RowBatch]:
         row = 1
-        try:
-            reader = pa_csv.open_csv(
-                path,
-                read_options=read_options,
-                parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid_row),
-                convert_options=convert_options,
-            )
-            for batch in reader:
+        for table in prefetched(tables()):
+            for batch in table.to_batches(max_chunksize=BATCH_ROWS):
                 yield RowBatch(row, batch)
                 row += batch.num_rows
-        except (pa.ArrowException, OSError) as exc:
-            raise DatasetUnreadable(f"The {kind} file cannot be read after row {row - 1}: {_arrow_message(exc)}.") from None
         if invalid_rows[0]:
             stream.row_errors, stream.row_error_count = _ragged_rows(path, delimiter, len(columns))
 
     stream.batches = batches()
     return stream
+
+
+def _first_row_end(head: bytes) -> int:
+    """Index of the newline ending the header row (the first one outside double quotes), or -1."""
+    quotes, start = 0, 0
+    while (index := head.find(b"\n", start)) >= 0:
+        quotes += head.count(b'"', start, index)
+        if quotes % 2 == 0:
+            return index
+        start = index + 1
+    return -1
 
 
 def _ragged_rows(path: Path, delimiter: str, width: int, limit: int = 50) -> tuple[list[RowError], int]:
@@ -283,43 +398,52 @@ def nesting_depth(line: bytes) -> int:
     return deepest
 
 
-def _check_jsonl_nesting(path: Path) -> None:
-    """Refuse lines nested deeper than MAX_NESTING; a cheap count settles almost every line."""
-    with path.open("rb") as handle:
-        row = 0
-        for line in handle:
-            row += 1
-            if line.count(b"[") + line.count(b"{") <= MAX_NESTING:
-                continue
-            if nesting_depth(line) > MAX_NESTING:
-                raise DatasetUnreadable(
-                    f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.",
-                    [RowError(row, None, f"nested deeper than {MAX_NESTING} levels")],
-                )
+def _check_nesting(chunk: bytes, first_line: int) -> None:
+    """Refuse lines nested deeper than MAX_NESTING; a cheap count settles almost every chunk."""
+    if chunk.count(b"[") + chunk.count(b"{") <= MAX_NESTING:
+        return
+    for offset, line in enumerate(chunk.split(b"\n")):
+        if line.count(b"[") + line.count(b"{") > MAX_NESTING and nesting_depth(line) > MAX_NESTING:
+            row = first_line + offset
+            raise DatasetUnreadable(
+                f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.",
+                [RowError(row, None, f"nested deeper than {MAX_NESTING} levels")],
+            )
 
 
 _ARROW_ROW = re.compile(r" in row (\d+)")
 _TYPE_CHANGE = re.compile(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)")
 
 
-def _read_jsonl(path: Path) -> BatchStream:
-    _check_jsonl_nesting(path)
+def _parse_jsonl_chunks(path: Path) -> Iterator[tuple[int, pa.Table]]:
     read_options = pa_json.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
-    try:
-        reader = pa_json.open_json(path, read_options=read_options)
-    except (pa.ArrowException, OSError) as exc:
-        raise _jsonl_error(exc, 1) from None
-    columns = list(reader.schema.names)
+    row, line = 1, 1
+    with path.open("rb") as handle:
+        for chunk in _chunks(handle, quote_aware=False):
+            _check_nesting(chunk, line)
+            line += chunk.count(b"\n")
+            try:
+                table = pa_json.read_json(pa.BufferReader(chunk), read_options=read_options)
+            except (pa.ArrowException, OSError) as exc:
+                raise _jsonl_error(exc, row) from None
+            yield row, table
+            row += table.num_rows
+
+
+def _read_jsonl(path: Path) -> BatchStream:
+    tables = prefetched(_parse_jsonl_chunks(path))
+    first = next(tables, None)
+    if first is None or not first[1].num_columns:
+        raise DatasetUnreadable("The JSONL file holds no rows.")
+    columns = list(first[1].schema.names)
     _check_columns(columns)
 
     def batches() -> Iterator[RowBatch]:
-        row = 1
-        try:
-            for batch in reader:
+        for first_row, table in itertools.chain([first], tables):
+            row = first_row
+            for batch in table.to_batches(max_chunksize=BATCH_ROWS):
                 yield RowBatch(row, batch)
                 row += batch.num_rows
-        except (pa.ArrowException, OSError) as exc:
-            raise _jsonl_error(exc, row) from None
 
     return BatchStream(columns, batches())
 
