@@ -179,8 +179,10 @@ def bench_upload(path: Path, home: Path) -> dict[str, float]:
 def bench_check(path: Path, workdir: Path) -> dict[str, float]:
     from webapp.datasets.checking import CheckOptions, check_file
 
+    before = psutil.Process().memory_info().rss
     started = time.monotonic()
-    result = check_file(path, CheckOptions(fmt="jsonl", validation_fraction=0.05), workdir)
+    with PeakRss(os.getpid()) as peak:
+        result = check_file(path, CheckOptions(fmt="jsonl", validation_fraction=0.05), workdir)
     elapsed = time.monotonic() - started
     if not result.ok:
         raise SystemExit(f"the generated file did not check as valid: {result.error}")
@@ -188,7 +190,9 @@ def bench_check(path: Path, workdir: Path) -> dict[str, float]:
         "check_seconds": round(elapsed, 1),
         "check_mb_per_s": round(path.stat().st_size / 1e6 / elapsed, 1),
         "rows": result.rows,
-        "check_peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+        "check_rss_before_mb": round(before / 2**20, 1),
+        "check_rss_peak_mb": round(peak.peak / 2**20, 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 

@@ -69,3 +69,35 @@ def test_blank_lines_only_jsonl_holds_no_rows(tmp_path):
     path.write_text("\n \n\n")
     with pytest.raises(DatasetUnreadable, match="holds no rows"):
         read_batches(path, "jsonl", tmp_path)
+
+
+@pytest.fixture
+def tiny_json_pieces(monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(reading, "JSON_PIECE_CHARS", 50)
+    monkeypatch.setattr(reading, "JSON_BATCH_ROWS", 7)
+
+
+def test_json_array_is_decoded_object_by_object_across_pieces(tiny_json_pieces, tmp_path):
+    rows = [{"text": f"row {i} with a [bracket] and a, comma", "label": "ab"[i % 2]} for i in range(1, 31)]
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(rows, indent=2))
+    stream, seen, first_rows = rows_of(path, "json", tmp_path)
+    assert seen == rows
+    assert first_rows == [1, 8, 15, 22, 29]
+
+
+def test_json_array_error_names_the_row_even_in_a_later_piece(tiny_json_pieces, tmp_path):
+    text = json.dumps([{"text": f"row {i}"} for i in range(1, 20)])
+    path = tmp_path / "data.json"
+    path.write_text(text.replace('{"text": "row 17"}', '{"text": row 17}'))
+    with pytest.raises(DatasetUnreadable, match="^Row 17 is not valid JSON"):
+        rows_of(path, "json", tmp_path)
+
+
+@pytest.mark.django_db
+def test_a_column_absent_from_a_later_piece_is_missing_in_those_rows(tiny_json_pieces, alice):
+    from tests.datasets.conftest import ingest_and_check
+
+    rows = [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(1, 8)] + [{"instruction": "q8"}]
+    dataset = ingest_and_check(alice, "data.json", json.dumps(rows))
+    assert dataset.errors == [{"row": 8, "field": "output", "message": "`output` is missing"}]

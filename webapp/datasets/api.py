@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -49,10 +50,10 @@ class DatasetList(APIView):
     def post(self, request: Request) -> Response:
         limit = services.max_upload_bytes()
         if declared_too_large(request._request, limit):
-            raise services.UploadTooLarge(services.settings.LAYERCAKE_MAX_UPLOAD_MB)
+            raise services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB)
         upload = request.FILES.get("file")
         if self.size_limit is not None and self.size_limit.exceeded:
-            raise services.UploadTooLarge(services.settings.LAYERCAKE_MAX_UPLOAD_MB)
+            raise services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB)
         fields = UploadSerializer(data=request.data)
         fields.is_valid(raise_exception=True)
         values = fields.validated_data

@@ -118,6 +118,10 @@ def canonicalize(batch: pa.RecordBatch, shape: Shape) -> pa.RecordBatch:
         if source is None:  # only `input` may be absent
             columns.append(pa.array([""] * batch.num_rows, pa.string()))
             continue
+        if batch.schema.get_field_index(source) < 0:
+            # Parsed in pieces, a file may lack a column in some of them: every such row misses it.
+            columns.append(pa.nulls(batch.num_rows, field.type) if field.name != "input" else pa.array([""] * batch.num_rows))
+            continue
         array = batch.column(source)
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()

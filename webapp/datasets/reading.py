@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -34,8 +34,11 @@ FORMAT_BY_EXTENSION = {
 T = TypeVar("T")
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
 MAX_COLUMNS = 1000
-# A JSON array cannot be streamed: it is parsed whole, so it is capped; JSONL has no cap.
-MAX_JSON_ARRAY_BYTES = 256 * 1024 * 1024
+# A JSON array is decoded object by object from pieces of this many characters.
+JSON_PIECE_CHARS = 8 * 1024 * 1024
+JSON_BATCH_ROWS = 5_000
+_NOT_SPACE = re.compile(r"\S")
+_JSON_KINDS = {int: "a number", float: "a number", str: "a string", list: "a list", bool: "true or false", type(None): "null"}
 # Arrow's JSON parser recurses per nesting level and overflows the stack on hostile
 # input (a segfault, not an exception), so nesting is checked before Arrow sees a line.
 MAX_NESTING = 32
@@ -468,47 +471,113 @@ def _jsonl_error(exc: Exception, block_first_row: int) -> DatasetUnreadable:
     return DatasetUnreadable(f"The JSONL file cannot be read near row {block_first_row}: {message}.")
 
 
-def _read_json_array(path: Path) -> BatchStream:
-    if path.stat().st_size > MAX_JSON_ARRAY_BYTES:
-        raise DatasetUnreadable(
-            f"JSON files over {MAX_JSON_ARRAY_BYTES // (1024 * 1024)} MB are not accepted: "
-            "upload the rows as JSONL (one object per line) instead."
-        )
-    try:
-        with path.open("r", encoding="utf-8-sig") as handle:
-            rows = json.load(handle)
-    except RecursionError:
-        raise DatasetUnreadable("The JSON nests too deeply: flatten the data.") from None
-    except UnicodeDecodeError:
-        raise DatasetUnreadable("The file is not valid UTF-8 text; save it as UTF-8 and upload it again.") from None
-    except ValueError as exc:
-        raise DatasetUnreadable(f"The file is not valid JSON: {exc}.") from None
-    if isinstance(rows, dict):
-        lists = [key for key, value in rows.items() if isinstance(value, list)]
-        hint = f" (the rows may be under `{lists[0]}`: upload that list)" if lists else ""
-        raise DatasetUnreadable(f"A JSON dataset must be a list of objects, one per row; this is one object{hint}.")
-    if not isinstance(rows, list):
-        raise DatasetUnreadable("A JSON dataset must be a list of objects, one per row.")
-    if not rows:
-        raise DatasetUnreadable("The JSON list is empty: it holds no rows.")
-    bad = [index for index, item in enumerate(rows, start=1) if not isinstance(item, dict)]
-    if bad:
-        details = [RowError(index, None, "is not an object") for index in bad[:50]]
-        raise DatasetUnreadable(f"A JSON dataset must be a list of objects; {len(bad):,} items are not.", details)
-    for row, item in enumerate(rows, start=1):
-        if nesting_depth(json.dumps(item).encode()) > MAX_NESTING:
-            raise DatasetUnreadable(f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.")
+def _json_array_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects of a top-level JSON array one at a time, so a big array is never loaded whole."""
+    decoder = json.JSONDecoder()
+    with path.open("r", encoding="utf-8-sig") as handle:
+        buffer = handle.read(JSON_PIECE_CHARS)
+        at_end = len(buffer) < JSON_PIECE_CHARS
+
+        def refill(keep_from: int) -> None:
+            nonlocal buffer, at_end
+            if len(buffer) - keep_from > MAX_PENDING_BYTES:
+                raise DatasetUnreadable(f"A row is larger than {MAX_PENDING_BYTES // (1024 * 1024)} MB, or the JSON is broken.")
+            more = handle.read(JSON_PIECE_CHARS)
+            at_end = len(more) < JSON_PIECE_CHARS
+            buffer = buffer[keep_from:] + more
+
+        def next_token(position: int) -> tuple[str, int]:
+            while True:
+                found = _NOT_SPACE.search(buffer, position)
+                if found:
+                    return found.group(), found.start()
+                if at_end:
+                    return "", len(buffer)
+                refill(len(buffer))
+                position = 0
+
+        token, position = next_token(0)
+        if token == "{":
+            raise DatasetUnreadable(
+                "A JSON dataset must be a list of objects, one per row; this is one object "
+                "(if the rows sit under a key, upload that list, or convert the rows to JSONL)."
+            )
+        if token != "[":
+            raise DatasetUnreadable("A JSON dataset must be a list of objects, one per row.")
+        position += 1
+        row = 0
+        while True:
+            token, position = next_token(position)
+            if token == "]":
+                break
+            if row:
+                if token != ",":
+                    raise DatasetUnreadable(f"The JSON list is broken after row {row}: expected `,` or `]`.")
+                token, position = next_token(position + 1)
+            if not token:
+                raise DatasetUnreadable(f"The JSON list ends after row {row} without its closing `]`.")
+            while True:
+                try:
+                    item, end = decoder.raw_decode(buffer, position)
+                    break
+                except json.JSONDecodeError as exc:
+                    if at_end:
+                        raise DatasetUnreadable(f"Row {row + 1} is not valid JSON: {exc.msg}.", [RowError(row + 1, None, exc.msg)]) from None
+                    refill(position)
+                    position = 0
+                except RecursionError:
+                    raise DatasetUnreadable(f"Row {row + 1} nests too deeply: flatten the data.") from None
+            row += 1
+            if not isinstance(item, dict):
+                kind = _JSON_KINDS.get(type(item), "a value")
+                raise DatasetUnreadable(
+                    f"Row {row} is {kind}, not an object: a JSON dataset must be a list of objects.",
+                    [RowError(row, None, "is not an object")],
+                )
+            text = buffer[position:end]
+            if text.count("[") + text.count("{") > MAX_NESTING and nesting_depth(text.encode()) > MAX_NESTING:
+                raise DatasetUnreadable(f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.")
+            yield row, item
+            position = end
+        token, _ = next_token(position + 1)
+        if token:
+            raise DatasetUnreadable("The JSON file goes on after its list ends: upload one list of objects.")
+
+
+def _json_array_tables(path: Path) -> Iterator[tuple[int, pa.Table]]:
+    rows: list[dict[str, Any]] = []
+    first_row = 1
+    for row, item in _json_array_rows(path):
+        rows.append(item)
+        if len(rows) >= JSON_BATCH_ROWS:
+            yield first_row, _rows_to_table(rows)
+            first_row, rows = row + 1, []
+    if rows:
+        yield first_row, _rows_to_table(rows)
+
+
+def _rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     columns: list[str] = list(dict.fromkeys(key for item in rows for key in item))
     _check_columns(columns)
     try:
-        table = pa.Table.from_pylist(rows, schema=_infer_schema(rows, columns))
+        return pa.Table.from_pylist(rows, schema=_infer_schema(rows, columns))
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         raise DatasetUnreadable(f"The JSON rows do not have consistent types: {_arrow_message(exc)}.") from None
-    del rows
+
+
+def _read_json_array(path: Path) -> BatchStream:
+    tables = prefetched(_json_array_tables(path))
+    first = next(tables, None)
+    if first is None:
+        raise DatasetUnreadable("The JSON list is empty: it holds no rows.")
+    columns = list(first[1].schema.names)
 
     def batches() -> Iterator[RowBatch]:
-        for offset, batch in enumerate(table.to_batches(max_chunksize=BATCH_ROWS)):
-            yield RowBatch(1 + offset * BATCH_ROWS, batch)
+        for first_row, table in itertools.chain([first], tables):
+            row = first_row
+            for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+                yield RowBatch(row, batch)
+                row += batch.num_rows
 
     return BatchStream(columns, batches())
 
