@@ -95,3 +95,10 @@ def test_others_dataset_page_is_404(client, bob, alice):
     assert client.get(f"/datasets/{dataset.id}/").status_code == 404
     assert client.post(f"/datasets/{dataset.id}/delete/").status_code == 404
     assert client.post(f"/datasets/{dataset.id}/settings/", {"max_length": 100}).status_code == 404
+
+
+def test_classification_preview_shows_the_label_next_to_the_text(client_alice, alice):
+    dataset = ingest_and_check(alice, "x.csv", "text,label\ngreat film,positive\nawful,negative\n")
+    page = client_alice.get(f"/datasets/{dataset.id}/").content.decode()
+    assert "<pre>great film</pre>" in page
+    assert "<dt>label</dt><dd>positive</dd>" in page

@@ -33,12 +33,33 @@ def label_bars(counts: dict[str, int] | None) -> list[Bar]:
     return [Bar(label, count, round(100 * count / top, 1)) for label, count in counts.items()]
 
 
-def profile_context(profile: dict[str, Any]) -> dict[str, Any]:
+def profile_context(profile: dict[str, Any], preview: list[dict[str, Any]], shape: str) -> dict[str, Any]:
     tokens = profile.get("tokens") or {}
     return {
+        "previews": preview_rows(preview, shape),
         "char_bars": histogram_bars((profile.get("char_lengths") or {}).get("histogram")),
         "token_bars": histogram_bars(tokens.get("histogram"), tokens.get("max_length")),
         "label_bars": label_bars((profile.get("labels") or {}).get("counts")),
         "tag_bars": label_bars(profile.get("tags")),
         "truncated_percent": round(100 * tokens.get("truncated_share", 0.0), 1),
     }
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    rendered: str
+    chat_template: bool
+    fields: list[tuple[str, str]]  # what the rendered text leaves out: labels, tags, targets
+
+
+def preview_rows(preview: list[dict[str, Any]], shape: str) -> list[PreviewRow]:
+    shown_in_text = {"text", "source", "tokens", "messages", "instruction", "input", "output"}
+    rows = []
+    for item in preview:
+        fields = [
+            (key, " ".join(map(str, value)) if isinstance(value, list) else str(value))
+            for key, value in (item.get("row") or {}).items()
+            if key not in shown_in_text
+        ]
+        rows.append(PreviewRow(str(item.get("rendered", "")), bool(item.get("chat_template")), fields))
+    return rows

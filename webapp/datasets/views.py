@@ -91,7 +91,7 @@ def _upload(request: HttpRequest, size_limit: Any) -> HttpResponse:
 @require_GET
 def dataset_detail(request: HttpRequest, pk: str) -> HttpResponse:
     dataset = owned_or_404(Dataset.objects.select_related("profile_model"), request.user, pk)
-    context = {"dataset": dataset, **profile_context(dataset.profile)}
+    context = {"dataset": dataset, **profile_context(dataset.profile, dataset.preview, dataset.shape)}
     if getattr(request, "htmx", False):
         return render(request, "datasets/_checked.html", context)
     initial = {
