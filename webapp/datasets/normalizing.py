@@ -177,7 +177,10 @@ class NormalizedWriter:
             return
         writer = self._writers.get(split)
         if writer is None:
-            writer = pq.ParquetWriter(self.folder / f"{split}.parquet", self.schema, compression="snappy")
+            # Dictionary encoding rarely pays on free text and costs time on every batch.
+            writer = pq.ParquetWriter(
+                self.folder / f"{split}.parquet", self.schema, compression="snappy", use_dictionary=["label", "tags"]
+            )
             self._writers[split] = writer
         writer.write_batch(batch)
         self.rows[split] = self.rows.get(split, 0) + batch.num_rows

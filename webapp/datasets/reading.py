@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
@@ -48,6 +49,7 @@ MAX_NESTING = 32
 CHUNK_BYTES = 32 * 1024 * 1024
 # Arrow parses a chunk in blocks on several threads; a row must fit in one block.
 BLOCK_BYTES = 8 * 1024 * 1024
+JSON_BLOCK_BYTES = 4 * 1024 * 1024
 MAX_PENDING_BYTES = 4 * CHUNK_BYTES
 BATCH_ROWS = 20_000
 SNIFF_BYTES = 64 * 1024
@@ -145,12 +147,12 @@ def _transcode(path: Path, workdir: Path, encoding: str) -> Path:
     return target
 
 
-def _arrow_message(exc: Exception) -> str:
+def _arrow_message(exc: Exception, block_bytes: int = BLOCK_BYTES) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "invalid utf8" in text.lower():
         return "the file is not valid UTF-8 text; save it as UTF-8 and upload it again"
     if "straddling" in text.lower() or "block size" in text.lower():
-        return f"a row is larger than {BLOCK_BYTES // (1024 * 1024)} MB"
+        return f"a row is larger than {block_bytes // (1024 * 1024)} MB"
     return text[:300]
 
 
@@ -402,12 +404,21 @@ def nesting_depth(line: bytes) -> int:
 
 
 def _check_nesting(chunk: bytes, first_line: int) -> None:
-    """Refuse lines nested deeper than MAX_NESTING; a cheap count settles almost every chunk."""
+    """Refuse lines nested deeper than MAX_NESTING. A line with no more than MAX_NESTING opening
+    brackets cannot nest deeper, so numpy counts them per line and only the rare line with more
+    is scanned exactly."""
     if chunk.count(b"[") + chunk.count(b"{") <= MAX_NESTING:
         return
-    for offset, line in enumerate(chunk.split(b"\n")):
-        if line.count(b"[") + line.count(b"{") > MAX_NESTING and nesting_depth(line) > MAX_NESTING:
-            row = first_line + offset
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    opening = np.flatnonzero((data == 0x5B) | (data == 0x7B))
+    newlines = np.flatnonzero(data == 0x0A)
+    line_of_opening = np.searchsorted(newlines, opening)
+    per_line = np.bincount(line_of_opening)
+    for index in np.flatnonzero(per_line > MAX_NESTING):
+        start = int(newlines[index - 1]) + 1 if index else 0
+        stop = int(newlines[index]) if index < len(newlines) else len(chunk)
+        if nesting_depth(chunk[start:stop]) > MAX_NESTING:
+            row = first_line + int(index)
             raise DatasetUnreadable(
                 f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.",
                 [RowError(row, None, f"nested deeper than {MAX_NESTING} levels")],
@@ -419,7 +430,7 @@ _TYPE_CHANGE = re.compile(r"Column\(/?([^)]*)\) changed from (\w+) to (\w+)")
 
 
 def _parse_jsonl_chunks(path: Path) -> Iterator[tuple[int, pa.Table]]:
-    read_options = pa_json.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
+    read_options = pa_json.ReadOptions(block_size=JSON_BLOCK_BYTES, use_threads=True)
     row, line = 1, 1
     with path.open("rb") as handle:
         for chunk in _chunks(handle, quote_aware=False):
@@ -452,7 +463,7 @@ def _read_jsonl(path: Path) -> BatchStream:
 
 
 def _jsonl_error(exc: Exception, block_first_row: int) -> DatasetUnreadable:
-    message = _arrow_message(exc)
+    message = _arrow_message(exc, JSON_BLOCK_BYTES)
     found = _ARROW_ROW.search(message)
     if found:
         # Arrow counts rows from 0 within the block being parsed.
