@@ -126,3 +126,9 @@ def test_schema_documents_the_dataset_endpoints(api_alice):
     schema = api_alice.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     assert b"/api/v1/datasets/{id}/" in schema.content
+
+
+def test_api_rejects_a_json_body_with_415_json(api_alice):
+    response = api_alice.post("/api/v1/datasets/", {"file": "not a file"}, format="json")
+    assert response.status_code == 415
+    assert response.json()["error"]

@@ -102,3 +102,9 @@ def test_classification_preview_shows_the_label_next_to_the_text(client_alice, a
     page = client_alice.get(f"/datasets/{dataset.id}/").content.decode()
     assert "<pre>great film</pre>" in page
     assert "<dt>label</dt><dd>positive</dd>" in page
+
+
+def test_plain_form_upload_needs_only_the_file(client_alice, alice):
+    response = client_alice.post("/datasets/upload/", {"file": upload("notes.txt", "hello\n")})
+    assert response.status_code == 302
+    assert Dataset.objects.get(owner=alice).max_length == 1024

@@ -24,7 +24,7 @@ class ProfileFields(forms.Form):
         queryset=CatalogModel.objects.none(), required=False, empty_label="No model (no token lengths)",
         help_text="Base model whose tokenizer and chat template the profile uses.",
     )
-    max_length = forms.IntegerField(min_value=MAX_LENGTH_RANGE[0], max_value=MAX_LENGTH_RANGE[1], initial=1024)
+    max_length = forms.IntegerField(min_value=MAX_LENGTH_RANGE[0], max_value=MAX_LENGTH_RANGE[1], initial=1024, required=False)
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
