@@ -146,3 +146,10 @@ def test_validation_file_of_another_sft_shape_is_invalid(alice):
     dataset = services.validate(dataset)
     assert dataset.status == Status.INVALID
     assert "it holds instruction data, the training file chat data" in dataset.failure_reason
+
+
+def test_rows_sharing_a_long_template_prefix_are_not_near_duplicates(check):
+    template = "Below is an instruction that describes a task. Write a response that completes the request. " * 2
+    rows = [{"text": template + f"Task {i}: {word}", "label": "ab"[i % 2]} for i, word in enumerate(["sort", "count", "reverse", "add"])]
+    dataset = check("template.jsonl", jsonl(rows))
+    assert dataset.profile["duplicates"] == {**dataset.profile["duplicates"], "exact": 0, "near": 0}
