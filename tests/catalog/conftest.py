@@ -31,7 +31,9 @@ def tiny_bert_parameter_count(tiny_bert_dir) -> int:
 # --- adapters made with plain peft on the tiny models (no dependency on the training engine) ---------
 
 
-def make_lora_adapter(base_dir: Path, out_dir: Path, *, task: str = "sft", seed: int = 1, labels: list[str] | None = None) -> Path:
+def make_lora_adapter(
+    base_dir: Path, out_dir: Path, *, task: str = "sft", seed: int = 1, labels: list[str] | None = None, lora_b_scale: float = 1.0
+) -> Path:
     """A LoRA adapter with random, non-zero weights (init_lora_weights=False), saved like the engine saves one."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
@@ -57,6 +59,8 @@ def make_lora_adapter(base_dir: Path, out_dir: Path, *, task: str = "sft", seed:
         for name, parameter in peft_model.named_parameters():
             if "modules_to_save" in name:
                 parameter.add_(torch.randn_like(parameter))
+            if "lora_B" in name:
+                parameter.mul_(lora_b_scale)
     peft_model.peft_config["default"].base_model_name_or_path = str(base_dir)
     peft_model.save_pretrained(out_dir, safe_serialization=True)
     if task != "sft":

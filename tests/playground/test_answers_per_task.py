@@ -91,3 +91,11 @@ def test_an_empty_input_or_no_model_is_refused(alice, causal_base):
         services.start_run(alice, "  ", [causal_base])
     with pytest.raises(services.LayercakeError, match="at least one model"):
         services.start_run(alice, "hi", [])
+
+
+def test_seq2seq_base_answers_with_generated_text(alice, tiny_seq2seq_dir):
+    t5 = catalog.import_base_model(str(tiny_seq2seq_dir), name="tiny-t5")
+    run = serve(services.start_run(alice, "translate: the cat likes the book", [t5]))
+    answer = run.answers[0]
+    assert answer["status"] == "done", answer
+    assert answer["task"] == "seq2seq" and answer["mode"].startswith("base model") and "text" in answer

@@ -67,9 +67,15 @@ class ResidentModels:
         self.groups: OrderedDict[str, Group] = OrderedDict()
         self.lock = threading.Lock()
         self.loads = 0  # how many times a model was read from disk: what residency saves
+        self.group_keys: dict[str, str] = {}  # catalog key -> group key, so a swap reads no files
 
     def group_key(self, spec: ServedModel) -> str:
         """Adapters share a group with their base when the head fits and peft can mix them (same peft type)."""
+        if spec.key not in self.group_keys:
+            self.group_keys[spec.key] = self._group_key(spec)
+        return self.group_keys[spec.key]
+
+    def _group_key(self, spec: ServedModel) -> str:
         if spec.is_adapter:
             key = f"{spec.base_key}|{loading.head_signature(spec.folder)}"
             peft_type = loading.read_adapter_config(spec.folder).get("peft_type", "LORA")
