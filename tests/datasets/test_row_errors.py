@@ -65,3 +65,12 @@ def test_an_8_mb_field_is_refused_and_the_stored_preview_is_clipped(check):
     dataset = check("huge.csv", "text,label\n" + "x" * (8 * 1024 * 1024) + ",a\nsmall,b\n")
     assert dataset.errors == [{"row": 1, "field": "text", "message": "`text` is 8.0 MB; the limit is 1.0 MB per field"}]
     assert len(dataset.preview[0]["row"]["text"]) <= 4001
+
+
+def test_a_lone_assistant_turn_is_an_error(check):
+    rows = [
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        {"messages": [{"role": "assistant", "content": "hello"}]},
+    ]
+    dataset = check("chat.jsonl", jsonl(rows))
+    assert dataset.errors == [{"row": 2, "field": "messages", "message": "`messages` needs a turn before the assistant's answer"}]

@@ -135,6 +135,9 @@ def _check_messages(array: pa.Array, first_row: int, log: ErrorLog) -> None:
     last_is_assistant[filled] = is_assistant[offsets[1:][filled] - 1]
     not_last = np.flatnonzero(filled & has_assistant & ~last_is_assistant)
     log.add_rows(not_last + first_row, "messages", "`messages` must end with an assistant turn")
+    # Training learns the last answer from the turns before it: an answer alone teaches nothing.
+    alone = np.flatnonzero((lengths == 1) & last_is_assistant)
+    log.add_rows(alone + first_row, "messages", "`messages` needs a turn before the assistant's answer")
     _check_too_big(_row_bytes(contents, parents, rows), "messages", first_row, log)
 
 
