@@ -184,7 +184,8 @@ def _read_parquet(path: Path) -> BatchStream:
     if head != PARQUET_MAGIC or tail != PARQUET_MAGIC:
         raise DatasetUnreadable("The file is not a complete Parquet file (it may be truncated or another format).")
     try:
-        parquet = pq.ParquetFile(path)
+        # Streamed column chunks: a file written as one huge row group is not read into memory at once.
+        parquet = pq.ParquetFile(path, buffer_size=BLOCK_BYTES, pre_buffer=False)
         columns = list(parquet.schema_arrow.names)
     except Exception as exc:  # pyarrow raises several types for corrupt footers
         raise DatasetUnreadable(f"The Parquet file cannot be read: {_arrow_message(exc)}.") from None
