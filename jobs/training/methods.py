@@ -157,6 +157,14 @@ def load_model(
         kwargs["dtype"] = torch.bfloat16
     else:
         kwargs["dtype"] = torch.float32
+    if (
+        device == "cuda"
+        and task in ("sft", "text")
+        and kwargs["dtype"] != torch.float32  # flash-attention runs in 16-bit only
+        and importlib.util.find_spec("flash_attn") is not None
+    ):
+        # Padding-free packed batches need a variable-length kernel to keep rows from attending to each other.
+        kwargs["attn_implementation"] = "flash_attention_2"
     model, loading_info = _MODEL_CLASS[task].from_pretrained(base_model_dir, output_loading_info=True, **kwargs)
     # Weights the base checkpoint lacks (the new head, sometimes a pooler) are random: an adapter must carry them,
     # or every later load of base + adapter would draw different ones.
