@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
@@ -404,22 +403,23 @@ def nesting_depth(line: bytes) -> int:
     return deepest
 
 
+# Deleting every byte but opening brackets and newlines leaves each line's count of openers.
+_ALL_BUT_OPENERS = bytes(byte for byte in range(256) if byte not in b"[{\n")
+
+
 def _check_nesting(chunk: bytes, first_line: int) -> None:
     """Refuse lines nested deeper than MAX_NESTING. A line with no more than MAX_NESTING opening
-    brackets cannot nest deeper, so numpy counts them per line and only the rare line with more
-    is scanned exactly."""
-    if chunk.count(b"[") + chunk.count(b"{") <= MAX_NESTING:
+    brackets cannot nest deeper, so only the rare line with more is scanned exactly."""
+    skeleton = chunk.translate(None, _ALL_BUT_OPENERS)
+    if len(skeleton) - skeleton.count(b"\n") <= MAX_NESTING:
         return
-    data = np.frombuffer(chunk, dtype=np.uint8)
-    opening = np.flatnonzero((data == 0x5B) | (data == 0x7B))
-    newlines = np.flatnonzero(data == 0x0A)
-    line_of_opening = np.searchsorted(newlines, opening)
-    per_line = np.bincount(line_of_opening)
-    for index in np.flatnonzero(per_line > MAX_NESTING):
-        start = int(newlines[index - 1]) + 1 if index else 0
-        stop = int(newlines[index]) if index < len(newlines) else len(chunk)
-        if nesting_depth(chunk[start:stop]) > MAX_NESTING:
-            row = first_line + int(index)
+    suspects = [index for index, openers in enumerate(skeleton.split(b"\n")) if len(openers) > MAX_NESTING]
+    if not suspects:
+        return
+    lines = chunk.split(b"\n")
+    for index in suspects:
+        if nesting_depth(lines[index]) > MAX_NESTING:
+            row = first_line + index
             raise DatasetUnreadable(
                 f"Row {row} nests deeper than {MAX_NESTING} levels: flatten the data.",
                 [RowError(row, None, f"nested deeper than {MAX_NESTING} levels")],
