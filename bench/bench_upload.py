@@ -5,8 +5,9 @@
 
 Measures (1) the RSS growth of the gunicorn worker that receives the upload (the target: at most
 64 MB for 1 GB), and (2) the throughput of `checking.check_file` on the same file, the whole
-background check: read, detect, validate, profile, split, write the normalized Parquet copy
-(the target: at least 50 MB/s). The file is generated into /tmp and deleted afterwards.
+background check: read, detect, validate, profile (with a tiny model's tokenizer for the token
+lengths of a 1,000-row sample and the chat-template preview), split 5% off for validation, write
+the normalized Parquet copy (the target: at least 50 MB/s). The file is generated into /tmp and deleted afterwards.
 """
 
 from __future__ import annotations
@@ -177,12 +178,18 @@ def bench_upload(path: Path, home: Path) -> dict[str, float]:
 
 
 def bench_check(path: Path, workdir: Path) -> dict[str, float]:
+    from transformers import AutoTokenizer
+
+    from jobs.training.tiny import build_tiny_causal_lm
     from webapp.datasets.checking import CheckOptions, check_file
 
+    # The token-length profile and chat-template previews run too, with a tiny model's tokenizer.
+    tokenizer = AutoTokenizer.from_pretrained(str(build_tiny_causal_lm(workdir / "tiny-causal-lm")))
+    options = CheckOptions(fmt="jsonl", validation_fraction=0.05, tokenizer=tokenizer, model_name="tiny", max_length=256)
     before = psutil.Process().memory_info().rss
     started = time.monotonic()
     with PeakRss(os.getpid()) as peak:
-        result = check_file(path, CheckOptions(fmt="jsonl", validation_fraction=0.05), workdir)
+        result = check_file(path, options, workdir)
     elapsed = time.monotonic() - started
     if not result.ok:
         raise SystemExit(f"the generated file did not check as valid: {result.error}")
@@ -190,6 +197,8 @@ def bench_check(path: Path, workdir: Path) -> dict[str, float]:
         "check_seconds": round(elapsed, 1),
         "check_mb_per_s": round(path.stat().st_size / 1e6 / elapsed, 1),
         "rows": result.rows,
+        "validation_rows": result.profile["splits"].get("validation", 0),
+        "token_rows_sampled": result.profile["tokens"]["sampled_rows"],
         "check_rss_before_mb": round(before / 2**20, 1),
         "check_rss_peak_mb": round(peak.peak / 2**20, 1),
         "load_average_1min": round(os.getloadavg()[0], 2),

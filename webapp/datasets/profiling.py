@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from webapp.datasets.normalizing import row_messages, training_text
 
-SAMPLE_ROWS = 2000
+SAMPLE_ROWS = 1000
 PREVIEW_ROWS = 5
 TOP_LABELS = 50
 IMBALANCE_RATIO = 10.0
@@ -282,7 +282,7 @@ def token_length_profile(
         texts = [row["source"] or "" for row in sample]
     if not texts:
         return {"model": model_name, "max_length": max_length, "sampled_rows": 0}
-    encoded = tokenizer(texts, add_special_tokens=True, truncation=False)
+    encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
     truncated = float((lengths > max_length).mean())
     return {
