@@ -120,3 +120,15 @@ def test_import_page_shows_the_refusal(client_alice, causal_base, causal_adapter
     response = client_alice.post("/models/import/", {"kind": "adapter", "base": str(causal_base.id), "file": upload(zip_folder(folder))})
     assert response.status_code == 400
     assert "trained on &#x27;other/model&#x27;" in response.content.decode()
+
+
+def test_api_import_of_an_adapter_answers_201_and_a_mismatch_400(api_alice, causal_base, causal_adapter_dir, tmp_path):
+    response = api_alice.post("/api/v1/models/import/", {"kind": "adapter", "base": str(causal_base.id), "name": "ext",
+                                                         "file": upload(zip_folder(causal_adapter_dir))}, format="multipart")
+    assert response.status_code == 201, response.json()
+    assert response.json()["parent"] == str(causal_base.id) and response.json()["kind"] == "adapter"
+    bad = api_alice.post("/api/v1/models/import/", {"kind": "adapter", "base": str(causal_base.id),
+                                                    "file": upload(b"not a zip")}, format="multipart")
+    assert bad.status_code == 400 and bad.json()["error"] == "The file is not a zip archive."
+    missing_base = api_alice.post("/api/v1/models/import/", {"kind": "adapter", "file": upload(b"x")}, format="multipart")
+    assert missing_base.status_code == 400 and missing_base.json()["details"][0]["field"] == "base"

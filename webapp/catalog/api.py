@@ -7,11 +7,13 @@ from typing import Any
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.catalog import downloads, services
+from webapp.catalog.forms import ImportForm
 from webapp.catalog.models import CatalogModel
 from webapp.catalog.serializers import CatalogModelDetailSerializer, CatalogModelSerializer
 from webapp.lib.access import owned_or_404
@@ -63,3 +65,22 @@ class ModelProfile(APIView):
         model = owned_or_404(CatalogModel, request.user, pk)
         profile: dict[str, Any] = services.request_deployment_profile(model)
         return Response({"id": str(model.id), "deployment": profile}, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelImport(APIView):
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}, "kind": {"type": "string", "enum": ["base", "adapter"]},
+            "name": {"type": "string"}, "base": {"type": "string", "format": "uuid"}}}},
+        responses={201: CatalogModelDetailSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        """Upload a base model (zipped safetensors folder or .gguf) or an adapter zip for a base in the catalog."""
+        form = ImportForm(request.POST, request.FILES, user=request.user)
+        if not form.is_valid():
+            raise ValidationError(form.errors)
+        model = services.import_upload(
+            form.cleaned_data["file"], kind=form.cleaned_data["kind"], name=form.cleaned_data["name"],
+            owner=request.user, base=form.cleaned_data.get("base"),
+        )
+        return Response(CatalogModelDetailSerializer(model).data, status=status.HTTP_201_CREATED)

@@ -123,7 +123,8 @@ class ResidentModels:
             group.adapters[spec.key] = name
             loaded = True
         group.adapters.move_to_end(spec.key)
-        group.model.set_adapter(name)
+        # inference_mode: the swapped-in adapter stays frozen (the default would mark it trainable on every swap).
+        group.model.set_adapter(name, inference_mode=True)
         while len(group.adapters) > self.max_adapters:
             old_key, old_name = group.adapters.popitem(last=False)
             logger.info("evicting adapter %s from %s", old_key, group.key)
