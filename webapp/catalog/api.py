@@ -78,7 +78,7 @@ class ModelImport(APIView):
         """Upload a base model (zipped safetensors folder or .gguf) or an adapter zip for a base in the catalog."""
         form = ImportForm(request.POST, request.FILES, user=request.user)
         if not form.is_valid():
-            raise ValidationError(form.errors)
+            raise ValidationError({field: [str(message) for message in messages] for field, messages in form.errors.items()})
         model = services.import_upload(
             form.cleaned_data["file"], kind=form.cleaned_data["kind"], name=form.cleaned_data["name"],
             owner=request.user, base=form.cleaned_data.get("base"),
