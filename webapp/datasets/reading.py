@@ -247,14 +247,15 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         worker.join(timeout=5)
 
 
-def _row_end(buffer: bytes, quote_aware: bool) -> int:
-    """Index of the last newline that ends a row (outside double quotes when quote_aware), or -1."""
+def _row_end(buffer: bytes, quote_aware: bool, quotes_before: int = 0) -> int:
+    """Index of the last newline that ends a row (outside double quotes when quote_aware), or -1;
+    `quotes_before` counts the quotes of the row's bytes that precede `buffer`."""
     index = buffer.rfind(b"\n")
     if not quote_aware:
         return index
     # RFC 4180 doubles quotes inside quoted fields, so an even count of quotes before a newline
     # means the newline is outside any field.
-    before = buffer.count(b'"', 0, index) if index >= 0 else 0
+    before = quotes_before + (buffer.count(b'"', 0, index) if index >= 0 else 0)
     while index >= 0 and before % 2:
         previous = buffer.rfind(b"\n", 0, index)
         before -= buffer.count(b'"', previous + 1 if previous >= 0 else 0, index)
@@ -262,28 +263,27 @@ def _row_end(buffer: bytes, quote_aware: bool) -> int:
     return index
 
 
-def _chunks(handle: BinaryIO, quote_aware: bool, first: bytes = b"") -> Iterator[bytes]:
-    """The file's bytes in pieces of whole rows, about CHUNK_BYTES each."""
-    carry = first
+def _chunks(handle: BinaryIO, quote_aware: bool) -> Iterator[bytes]:
+    """The file's bytes in pieces of whole rows, about CHUNK_BYTES each (one copy per piece)."""
+    carry = b""
     while True:
         data = handle.read(CHUNK_BYTES)
         if not data:
             if carry and not carry.isspace():
                 yield carry
             return
-        buffer = carry + data
-        cut = _row_end(buffer, quote_aware)
+        cut = _row_end(data, quote_aware, carry.count(b'"') if quote_aware else 0)
         if cut < 0:
-            if len(buffer) > MAX_PENDING_BYTES:
+            carry += data
+            if len(carry) > MAX_PENDING_BYTES:
                 raise DatasetUnreadable(
                     f"A row is longer than {MAX_PENDING_BYTES // (1024 * 1024)} MB, or a quote is never closed."
                 )
-            carry = buffer
             continue
-        piece = buffer[: cut + 1]
+        piece = carry + data[: cut + 1] if carry else data[: cut + 1]
         if not piece.isspace():
             yield piece
-        carry = buffer[cut + 1 :]
+        carry = data[cut + 1 :]
 
 
 def _read_delimited(path: Path, delimiter: str) -> BatchStream:
