@@ -153,3 +153,16 @@ def test_rows_sharing_a_long_template_prefix_are_not_near_duplicates(check):
     rows = [{"text": template + f"Task {i}: {word}", "label": "ab"[i % 2]} for i, word in enumerate(["sort", "count", "reverse", "add"])]
     dataset = check("template.jsonl", jsonl(rows))
     assert dataset.profile["duplicates"] == {**dataset.profile["duplicates"], "exact": 0, "near": 0}
+
+
+def test_empty_labels_are_not_counted_as_a_class(check):
+    dataset = check("labels.csv", "text,label\na,x\nb,y\nc,\n")
+    assert dataset.profile["labels"]["counts"] == {"x": 1, "y": 1}
+    assert dataset.profile["labels"]["classes"] == 2
+
+
+def test_length_histogram_bins_are_whole_numbers_reaching_past_the_longest_row(check):
+    dataset = check("short.txt", "a\nbb\nccc\n")
+    histogram = dataset.profile["char_lengths"]["histogram"]
+    assert histogram["bins"] == [0, 1, 2, 3, 4]
+    assert histogram["counts"] == [0, 1, 1, 1]

@@ -106,7 +106,7 @@ def _check(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
         return CheckResult(ok=False, error="The file holds no rows (only a header, or nothing).", shape=shape.name, columns=stream.columns)
     if shape.name == "classification" and builder.class_count() < 2 and not log.total:
         only = next(iter(builder.labels), "")
-        log.add(RowError(None, "label", f"classification needs at least two classes; every row has label `{only[:60]}`"))
+        log.add(RowError(None, "label", f"classification needs at least two classes in `label`; every row has `{only[:60]}`"))
     if options.validation_fraction and validation_stream is None and builder.rows["validation"] == 0:
         profile["warnings"].append("The validation fraction is so small that no row went to validation.")
     if options.tokenizer is not None:
@@ -137,10 +137,14 @@ def _check(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
 
 def _summary(log: ErrorLog) -> str:
     first = log.listed[0] if log.listed else None
+    where = ""
+    if first is not None:
+        named = first.message if not first.field or f"`{first.field}`" in first.message else f"`{first.field}`, {first.message}"
+        where = f"row {first.row}: {named}" if first.row is not None else named
     if log.total == 1 and first is not None:
-        return f"1 problem: {first}."
+        return f"1 problem: {where}."
     shown = f" (the first {len(log.listed)} are listed)" if log.total > len(log.listed) else ""
-    return f"{log.total:,} problems{shown}; the first: {first}." if first else f"{log.total:,} problems."
+    return f"{log.total:,} problems{shown}; the first: {where}." if first else f"{log.total:,} problems."
 
 
 def _consume(

@@ -49,7 +49,7 @@ class SettingsForm(ProfileFields):
         choices = [("", "—")] + [(column, column) for column in dataset.columns]
         for expected in EXPECTED_COLUMNS:
             self.fields[f"map_{expected}"] = forms.ChoiceField(
-                label=f"`{expected}` is", choices=choices, required=False,
+                label=expected, choices=choices, required=False,
                 initial=dataset.column_mapping.get(expected, ""),
             )
 

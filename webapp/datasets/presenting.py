@@ -22,7 +22,8 @@ def histogram_bars(histogram: dict[str, Any] | None, limit: float | None = None)
     bars = []
     for index, count in enumerate(counts):
         low, high = edges[index], edges[index + 1]
-        bars.append(Bar(f"{low:.0f}–{high:.0f}", count, round(100 * count / top, 1), limit is not None and low >= limit))
+        label = f"{low}" if high - low == 1 else f"{low}–{high - 1}"
+        bars.append(Bar(label, count, round(100 * count / top, 1), limit is not None and high - 1 > limit))
     return bars
 
 

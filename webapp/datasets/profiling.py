@@ -97,11 +97,15 @@ def fingerprints(keys: pa.Array) -> np.ndarray:
 
 
 def _histogram(values: np.ndarray, upper: float | None = None) -> dict[str, Any]:
+    """Counts in at most HISTOGRAM_BINS bins of a whole width, from 0 to past the largest value
+    (and past `upper`, so the bins over a maximum length show)."""
     if not len(values):
         return {"bins": [], "counts": []}
-    top = max(float(values.max()), upper or 0.0, 1.0)
-    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, top))
-    return {"bins": [round(float(edge), 1) for edge in edges], "counts": [int(count) for count in counts]}
+    top = int(max(int(values.max()), int(upper or 0))) + 1
+    width = max(1, -(-top // HISTOGRAM_BINS))
+    edges = np.arange(0, width * (-(-top // width)) + 1, width)
+    counts, _ = np.histogram(values, bins=edges)
+    return {"bins": [int(edge) for edge in edges], "counts": [int(count) for count in counts]}
 
 
 def _stats(values: np.ndarray) -> dict[str, Any]:
@@ -150,7 +154,10 @@ class ProfileBuilder:
                 empty = pc.or_kleene(pc.is_null(array), pc.equal(pc.binary_length(array), 0))
             self.missing[name] += int(pc.sum(pc.cast(pc.fill_null(empty, True), pa.int64())).as_py() or 0)
         if self.shape == "classification":
-            for item in pc.value_counts(batch.column("label")).to_pylist():
+            labels = batch.column("label")
+            # Empty labels are row errors, not a class of their own.
+            labels = labels.filter(pc.fill_null(pc.invert(pc.or_kleene(pc.equal(pc.binary_length(labels), 0), pc.utf8_is_space(labels))), False))
+            for item in pc.value_counts(labels).to_pylist():
                 self.labels[str(item["values"])] += int(item["counts"])
         if self.shape == "token_classification":
             for item in pc.value_counts(pc.list_flatten(batch.column("tags"))).to_pylist():
