@@ -38,3 +38,16 @@ def test_classifier_latency_is_per_example(alices_classifier_adapter):
 def test_a_base_model_has_no_deployment_table(causal_base):
     with pytest.raises(services.LayercakeError, match="derived model"):
         services.request_deployment_profile(causal_base)
+
+
+def test_registering_a_derived_model_queues_its_profile_after_commit(causal_base, causal_adapter_dir, alice, monkeypatch, django_capture_on_commit_callbacks):
+    from webapp.catalog import tasks
+
+    monkeypatch.setenv("LAYERCAKE_PROFILE_DERIVED_MODELS", "1")
+    sent: list[str] = []
+    monkeypatch.setattr(tasks.profile_deployment, "delay", sent.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        adapter = services.register_derived_model(causal_adapter_dir, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    assert sent == [str(adapter.id)]
+    adapter.refresh_from_db()
+    assert adapter.deployment["status"] == "queued"

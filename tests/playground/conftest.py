@@ -26,3 +26,9 @@ def tagger_adapter_dir(tiny_encoder_dir, tmp_path_factory) -> Path:
         tiny_encoder_dir, tmp_path_factory.mktemp("tagger-adapter"), task="token_classification", seed=3,
         labels=["O", "B-PER", "B-LOC", "B-ORG"],
     )
+
+
+@pytest.fixture(autouse=True)
+def no_automatic_profiling(monkeypatch):  # type: ignore[no-untyped-def]
+    """Registering a derived model queues its deployment profile; tests that want it turn it back on."""
+    monkeypatch.setenv("LAYERCAKE_PROFILE_DERIVED_MODELS", "0")

@@ -79,3 +79,22 @@ def test_least_recently_used_model_is_evicted_past_the_limit(tiny_causal_lm_dir,
     with pool.use(ServedModel("c", "c", "adapter", classifier_adapter_dir, "enc", tiny_encoder_dir)):
         pass
     assert list(pool.groups) == ["enc|classification:2"]
+
+
+def test_interleaved_classifier_adapters_each_use_their_own_trained_head(tiny_encoder_dir, classifier_adapter_dir, tmp_path):
+    from tests.catalog.conftest import make_lora_adapter
+
+    other_dir = make_lora_adapter(tiny_encoder_dir, tmp_path / "other", task="classification", seed=5)
+    tokenizer = loading.load_tokenizer(tiny_encoder_dir)
+    expected = {
+        "c1": logits_of(loading.load_adapter_on_base(classifier_adapter_dir, tiny_encoder_dir), tokenizer),
+        "c2": logits_of(loading.load_adapter_on_base(other_dir, tiny_encoder_dir), tokenizer),
+    }
+    assert not torch.allclose(expected["c1"], expected["c2"], atol=1e-3)
+    pool = ResidentModels()
+    specs = {"c1": ServedModel("c1", "c1", "adapter", classifier_adapter_dir, "enc", tiny_encoder_dir),
+             "c2": ServedModel("c2", "c2", "adapter", other_dir, "enc", tiny_encoder_dir)}
+    for key in ["c1", "c2", "c2", "c1", "c2"]:
+        with pool.use(specs[key]) as served:
+            assert torch.allclose(logits_of(served.model, served.tokenizer), expected[key], atol=1e-5), key
+    assert pool.loads == 1

@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -300,7 +301,17 @@ def register_derived_model(
         delete_stored_files(model.storage_prefix, files)
         raise
     logger.info("registered %s %s (%s) from %s, %d parameters", kind, model.name, model.id, parent.id, model.parameter_count)
+    if auto_profile_enabled():
+        request_deployment_profile(model)
     return model
+
+
+def auto_profile_enabled() -> bool:
+    """Every derived model gets its deployment table measured unless LAYERCAKE_PROFILE_DERIVED_MODELS is off."""
+    configured = getattr(settings, "LAYERCAKE_PROFILE_DERIVED_MODELS", None)
+    if configured is not None:
+        return bool(configured)
+    return os.environ.get("LAYERCAKE_PROFILE_DERIVED_MODELS", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 def root_base(model: CatalogModel) -> CatalogModel:

@@ -47,6 +47,30 @@ class Group:
     task: str
     adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)  # catalog key -> peft adapter name
     peft: bool = False
+    # The model's adapter layers, found once per load: peft's model-wide set_adapter walks every module twice.
+    tuner_layers: list[Any] = field(default_factory=list)
+    head_wrappers: list[Any] = field(default_factory=list)
+
+    def index_adapter_layers(self) -> None:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.utils.other import AuxiliaryTrainingWrapper
+
+        modules = list(self.model.modules())
+        self.tuner_layers = [m for m in modules if isinstance(m, BaseTunerLayer)]
+        self.head_wrappers = [m for m in modules if isinstance(m, AuxiliaryTrainingWrapper)]
+
+    def switch_to(self, name: str) -> None:
+        """PeftModel.set_adapter(name, inference_mode=True), on the indexed layers only."""
+        config = self.model.peft_config[name]
+        if config.is_prompt_learning:
+            self.model.set_adapter(name, inference_mode=True)
+            return
+        self.model.active_adapter = name
+        for wrapper in self.head_wrappers:  # trained heads (modules_to_save) follow their adapter, as peft's _set_adapter
+            wrapper.set_adapter(name if name in wrapper._adapters else [], inference_mode=True)
+        for layer in self.tuner_layers:
+            layer.set_adapter(name, inference_mode=True)
+        self.model.base_model.active_adapter = name
 
 
 @dataclass
@@ -123,12 +147,14 @@ class ResidentModels:
             group.adapters[spec.key] = name
             loaded = True
         group.adapters.move_to_end(spec.key)
-        # inference_mode: the swapped-in adapter stays frozen (the default would mark it trainable on every swap).
-        group.model.set_adapter(name, inference_mode=True)
         while len(group.adapters) > self.max_adapters:
             old_key, old_name = group.adapters.popitem(last=False)
             logger.info("evicting adapter %s from %s", old_key, group.key)
             group.model.delete_adapter(old_name)
+        if loaded:
+            group.index_adapter_layers()
+        # inference_mode: the swapped-in adapter stays frozen (peft's default would mark it trainable).
+        group.switch_to(name)
         return loaded
 
     @contextmanager
