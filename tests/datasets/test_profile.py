@@ -166,3 +166,17 @@ def test_length_histogram_bins_are_whole_numbers_reaching_past_the_longest_row(c
     histogram = dataset.profile["char_lengths"]["histogram"]
     assert histogram["bins"] == [0, 1, 2, 3, 4]
     assert histogram["counts"] == [0, 1, 1, 1]
+
+
+def test_a_chat_template_that_refuses_a_row_is_a_warning_not_a_failure(alice, tiny_llama, monkeypatch):
+    from transformers import PreTrainedTokenizerBase
+
+    def refuse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("Conversation roles must alternate")
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "apply_chat_template", refuse)
+    rows = [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]
+    dataset = ingest_and_check(alice, "chat.jsonl", jsonl(rows), profile_model=tiny_llama)
+    assert dataset.status == Status.READY
+    assert any("roles must alternate" in warning for warning in dataset.profile["warnings"])
+    assert dataset.preview[0]["chat_template"] is False

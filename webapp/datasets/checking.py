@@ -109,11 +109,21 @@ def _check(path: Path, options: CheckOptions, workdir: Path) -> CheckResult:
         log.add(RowError(None, "label", f"classification needs at least two classes in `label`; every row has `{only[:60]}`"))
     if options.validation_fraction and validation_stream is None and builder.rows["validation"] == 0:
         profile["warnings"].append("The validation fraction is so small that no row went to validation.")
-    if options.tokenizer is not None:
-        profile["tokens"] = profiling.token_length_profile(
-            builder.sample, shape.name, options.tokenizer, options.max_length, options.model_name
-        )
-    preview = profiling.template_preview(builder.preview, shape.name, options.tokenizer)
+    tokenizer = options.tokenizer
+    if tokenizer is not None:
+        # A model's chat template may refuse some rows (a role it does not know): say so, go on.
+        try:
+            profile["tokens"] = profiling.token_length_profile(
+                builder.sample, shape.name, tokenizer, options.max_length, options.model_name
+            )
+        except Exception as exc:
+            profile["warnings"].append(f"Token lengths with {options.model_name} failed: {str(exc)[:200]}")
+            tokenizer = None
+    try:
+        preview = profiling.template_preview(builder.preview, shape.name, tokenizer)
+    except Exception as exc:
+        profile["warnings"].append(f"The chat template of {options.model_name} failed on a preview row: {str(exc)[:200]}")
+        preview = profiling.template_preview(builder.preview, shape.name, None)
     result = CheckResult(
         ok=not log.total,
         errors=log.listed,
