@@ -54,8 +54,12 @@ logger = logging.getLogger(__name__)
 class _JobLog(logging.LoggerAdapter):
     """Prefixes every engine log line with the job id, so a worker's interleaved logs stay attributable."""
 
+    def __init__(self, logger: logging.Logger, job_id: str) -> None:
+        super().__init__(logger, {"job_id": job_id})
+        self.job_id = job_id
+
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"[job {self.extra['job_id']}] {msg}", kwargs
+        return f"[job {self.job_id}] {msg}", kwargs
 
 
 class ReporterCallback(TrainerCallback):
@@ -208,7 +212,7 @@ class _Run:
         self.spec = spec
         self.reporter = reporter
         self.hp = spec.hyperparameters
-        self.log = _JobLog(logger, {"job_id": spec.job_id or "-"})
+        self.log = _JobLog(logger, spec.job_id or "-")
         self.device = resolve_device(spec.device)
         self.config = load_config(spec.base_model_dir)
         check_combination(spec.task, spec.method, self.config, self.device)
@@ -378,6 +382,12 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     trainer = run.build_trainer(callbacks)
     # With tqdm disabled, Trainer prints every log dict to stdout; the engine logs through logging only.
     trainer.remove_callback(PrinterCallback)
+    if spec.hyperparameters.early_stopping_patience:
+        # Early stopping evaluates every save_steps; on a small dataset that could be never. At least once an
+        # epoch, then. Set before train() reads it, and the same on every resume (same data, same batch size).
+        steps_per_epoch = max(1, len(trainer.get_train_dataloader()) // trainer.args.gradient_accumulation_steps)
+        interval = min(spec.hyperparameters.save_steps, steps_per_epoch)
+        trainer.args.eval_steps = trainer.args.save_steps = interval
     trainable, total = count_parameters(run.model)
 
     base_metrics = run.evaluate(trainer)
@@ -388,15 +398,18 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     resumed_from = int(last_checkpoint.name.rsplit("-", 1)[-1]) if last_checkpoint else 0
     if last_checkpoint:
         run.log.info("Resuming from %s", last_checkpoint)
-    train_started = time.perf_counter()
+    train_started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
     train_seconds = time.perf_counter() - train_started
+    # CPU time of this process: on a shared machine it measures the work done, not the neighbours' load.
+    train_cpu_seconds = time.process_time() - cpu_started
 
     summary = TrainingSummary(
         tokens_seen=trainer.tokens_seen,
         real_tokens=trainer.real_tokens,
         tokens_per_second=round(trainer.tokens_seen / train_seconds, 2) if train_seconds else 0.0,
         train_seconds=round(train_seconds, 3),
+        train_cpu_seconds=round(train_cpu_seconds, 3),
         trainable_parameters=trainable,
         total_parameters=total,
         global_step=trainer.state.global_step,

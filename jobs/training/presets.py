@@ -123,7 +123,7 @@ def validate_overrides(overrides: dict[str, Any]) -> list[str]:
             names = " or ".join(t.__name__ for t in allowed if t is not type(None))
             problems.append(f"Hyperparameter '{key}' must be a {names}, not {value!r}.")
             continue
-        if key in _RANGES and value is not None:
+        if key in _RANGES and isinstance(value, (int, float)):
             low, high = _RANGES[key]
             if not low <= value <= high:
                 problems.append(f"Hyperparameter '{key}' must be between {low:g} and {high:g}, not {value!r}.")

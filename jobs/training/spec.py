@@ -106,6 +106,7 @@ class TrainingSummary:
     peak_memory_bytes: int = 0
     wall_seconds: float = 0.0
     train_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0
     trainable_parameters: int = 0
     total_parameters: int = 0
     global_step: int = 0

@@ -116,3 +116,12 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path: Path, tiny_lm: Path)
     evaluations = [e for e in result.log_history if "eval_d0_loss" in e]
     assert evaluations, "evaluations every save_steps are needed for early stopping"
     assert result.metrics["tuned"]["main"]["loss"] <= min(e["eval_d0_loss"] for e in evaluations) + 1e-4
+
+
+def test_early_stopping_evaluates_at_least_once_an_epoch_on_small_datasets(tmp_path: Path, tiny_lm: Path) -> None:
+    spec = make_spec(
+        tmp_path, tiny_lm, "sft", "lora", instruction_rows(24), epochs=3, save_steps=500, early_stopping_patience=2
+    )
+    result = train(spec)
+    evaluations = [e for e in result.log_history if "eval_d0_loss" in e]
+    assert len(evaluations) >= 3
