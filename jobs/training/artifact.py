@@ -12,6 +12,13 @@ import yaml
 from peft import PeftModel
 
 CHECKSUMS_FILE = "checksums.sha256"
+AUTO_CLASS = {
+    "sft": "AutoModelForCausalLM",
+    "text": "AutoModelForCausalLM",
+    "classification": "AutoModelForSequenceClassification",
+    "token_classification": "AutoModelForTokenClassification",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+}
 # Pickle-based formats must never reach the catalog: a downloaded pickle runs code when loaded.
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -90,11 +97,16 @@ def model_card(
             "",
             "```python",
             "from peft import PeftModel",
-            "from transformers import AutoModel  # use the task's Auto class",
-            f"base = AutoModel.from_pretrained({base_model!r})",
+            f"from transformers import {AUTO_CLASS[task]}",
+            f"base = {AUTO_CLASS[task]}.from_pretrained({base_model!r})",
             "model = PeftModel.from_pretrained(base, 'path/to/this/folder')",
             "```",
         ]
+        if task in ("classification", "token_classification"):
+            lines.insert(
+                -5,
+                "# classifiers: pass config=AutoConfig.from_pretrained('path/to/this/folder') for the labels",
+            )
     return "\n".join(lines) + "\n"
 
 
