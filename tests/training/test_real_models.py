@@ -101,10 +101,13 @@ def test_smollm2_lora_sft_lowers_validation_loss(tmp_path: Path, smollm2_dir: Pa
         preset="quick",
         max_length=128,
         eval_fraction=0.2,
+        # 40 short rows pack into 2 optimizer steps an epoch: 2 epochs and a 5x LoRA rate keep it under a minute
+        # on 2 CPU cores while moving the loss clearly (measured: 0.732 -> 0.536).
         learning_rate=1e-3,
         lora_r=8,
+        epochs=2,
     )
     result = train(spec)
     base, tuned = result.metrics["base"]["antonyms"], result.metrics["tuned"]["antonyms"]
-    assert tuned["loss"] < base["loss"] * 0.9, (base, tuned)
+    assert tuned["loss"] < base["loss"] * 0.85, (base, tuned)
     assert (result.artifact_dir / "adapter_model.safetensors").exists()
