@@ -132,3 +132,8 @@ def test_api_rejects_a_json_body_with_415_json(api_alice):
     response = api_alice.post("/api/v1/datasets/", {"file": "not a file"}, format="json")
     assert response.status_code == 415
     assert response.json()["error"]
+
+
+def test_declared_task_shows_before_the_check(api_alice):
+    body = post(api_alice, task="classification").json()
+    assert body["task"] == "classification"

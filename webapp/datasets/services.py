@@ -112,6 +112,7 @@ def ingest(
                 validation_original_filename=display_name(validation_upload.name or "") if validation_upload else "",
                 validation_fraction=0.0 if validation_upload is not None else validation_fraction,
                 declared_task=task,
+                task=task,
                 column_mapping=mapping,
                 profile_model=profile_model,
                 max_length=max_length,
@@ -249,7 +250,7 @@ def _validate(dataset: Dataset) -> None:
             result.profile.setdefault("warnings", []).append(tokenizer_problem)
         if not result.ok:
             dataset.fail(
-                result.error, result.errors, result.error_count, shape=result.shape, task=result.task,
+                result.error, result.errors, result.error_count, shape=result.shape, task=result.task or dataset.declared_task,
                 rows=result.rows or None, columns=result.columns, profile=result.profile, preview=result.preview,
             )
             return
