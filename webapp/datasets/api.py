@@ -32,6 +32,7 @@ def chosen_model(user: Any, model_id: Any) -> CatalogModel | None:
 
 
 class DatasetList(APIView):
+    serializer_class = DatasetSerializer
     parser_classes = [MultiPartParser, FormParser]
     size_limit: SizeLimitUploadHandler | None = None
 
@@ -71,16 +72,20 @@ class DatasetList(APIView):
 
 
 class DatasetDetail(APIView):
+    serializer_class = DatasetSerializer
+
     @extend_schema(responses=DatasetSerializer)
     def get(self, request: Request, pk: Any) -> Response:
         return Response(DatasetSerializer(owned_or_404(Dataset, request.user, pk)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: Any) -> Response:
         services.delete_dataset(owned_or_404(Dataset, request.user, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class DatasetRevalidate(APIView):
+    serializer_class = DatasetSerializer
     parser_classes = [JSONParser, FormParser]
 
     @extend_schema(request=SettingsSerializer, responses={202: DatasetSerializer})

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from webapp.datasets.shapes import SHAPES, TASKS
+from webapp.datasets.shapes import SHAPES
 from webapp.lib.errors import RowError
 
 
@@ -44,7 +44,8 @@ class Dataset(models.Model):
     validation_original_filename = models.CharField(max_length=255, blank=True)
     validation_fraction = models.FloatField(default=0.0)
 
-    declared_task = models.CharField(max_length=32, blank=True, choices=[(t, t) for t in TASKS])
+    # Checked against shapes.TASKS by the services (no choices here: the API's task enum is the one).
+    declared_task = models.CharField(max_length=32, blank=True)
     column_mapping = models.JSONField(default=dict, blank=True, help_text="expected column -> the file's column")
     profile_model = models.ForeignKey(
         "catalog.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
