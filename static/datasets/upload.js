@@ -45,8 +45,8 @@
     if (!window.XMLHttpRequest || !window.FormData) { return; }  // plain form post still works
     event.preventDefault();
     if (!input.files.length) { fail("Choose a file first."); return; }
-    var limit = parseInt(form.dataset.maxBytes, 10) * 1024 * 1024;
-    if (input.files[0].size > limit) { fail("The file is larger than the " + form.dataset.maxBytes + " MB upload limit."); return; }
+    var limit = parseInt(form.dataset.maxMb, 10) * 1024 * 1024;
+    if (input.files[0].size > limit) { fail("The file is larger than the " + form.dataset.maxMb + " MB upload limit."); return; }
     var request = new XMLHttpRequest();
     request.open("POST", form.action);
     request.setRequestHeader("Accept", "application/json");
