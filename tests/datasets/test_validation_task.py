@@ -78,3 +78,14 @@ def test_a_broker_outage_at_upload_ends_invalid_with_a_retry_hint_not_stuck(alic
     assert dataset.status == Status.INVALID
     assert "queue was unreachable" in dataset.failure_reason
     assert dataset.request_validation()
+
+
+def test_a_file_that_keeps_killing_its_worker_ends_invalid_after_three_tries(alice):
+    dataset = services.ingest(upload("a.csv", "text,label\na,x\nb,y\n"), alice)
+    assert dataset.begin_validation()  # delivery 1 starts, its worker dies
+    for _ in range(2):  # deliveries 2 and 3 start again and die too
+        assert dataset.resume_validation()
+    validate_dataset(str(dataset.pk))  # delivery 4
+    dataset.refresh_from_db()
+    assert dataset.status == Status.INVALID
+    assert "stopped its worker several times" in dataset.failure_reason

@@ -64,6 +64,9 @@ class Dataset(models.Model):
     preview = models.JSONField(default=list, blank=True)
     normalized = models.JSONField(default=dict, blank=True, help_text="split -> storage name of its Parquet file")
     task_id = models.CharField(max_length=64, blank=True)
+    check_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Deliveries of the check since the last request: a file that kills its worker is caught."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     checked_at = models.DateTimeField(null=True, blank=True)
 
@@ -106,11 +109,17 @@ class Dataset(models.Model):
 
     def begin_validation(self) -> bool:
         """uploaded -> validating; False when another delivery of the task got there first."""
-        return self._move({Status.UPLOADED}, status=Status.VALIDATING)
+        return self._move({Status.UPLOADED}, status=Status.VALIDATING, check_attempts=1)
 
     def resume_validation(self) -> bool:
-        """A redelivered task finds `validating` (its first worker died): checking is idempotent, so rerun."""
-        return Dataset.objects.filter(pk=self.pk, status=Status.VALIDATING).exists()
+        """A redelivered task finds `validating` (its first worker died): checking is idempotent, so rerun,
+        counting the attempt."""
+        updated = Dataset.objects.filter(pk=self.pk, status=Status.VALIDATING).update(
+            check_attempts=models.F("check_attempts") + 1
+        )
+        if updated:
+            self.refresh_from_db(fields=["status", "check_attempts"])
+        return bool(updated)
 
     def succeed(
         self, *, shape: str, task: str, rows: int, columns: list[str], profile: dict[str, Any],
@@ -135,5 +144,5 @@ class Dataset(models.Model):
         """ready|invalid -> uploaded with new settings (mapping, task, model...), to be checked again."""
         return self._move(
             {Status.READY, Status.INVALID}, status=Status.UPLOADED, failure_reason="", errors=[], error_count=0,
-            **settings_changes,
+            check_attempts=0, **settings_changes,
         )

@@ -29,6 +29,9 @@ from webapp.lib.errors import LayercakeError
 log = logging.getLogger(__name__)
 
 MAX_VALIDATION_FRACTION = 0.5
+# A check delivered this many times without finishing killed its workers (memory, a crash):
+# the next delivery ends it instead of crashing another worker.
+MAX_CHECK_ATTEMPTS = 3
 MAX_LENGTH_RANGE = (16, 131_072)
 
 
@@ -205,8 +208,15 @@ def validate(dataset: Dataset) -> Dataset:
             log.info("dataset %s: already %s, nothing to check", dataset.pk, dataset.status)
             dataset.refresh_from_db()
             return dataset
+        if dataset.check_attempts > MAX_CHECK_ATTEMPTS:
+            log.error("dataset %s: %s deliveries without a result; giving up", dataset.pk, dataset.check_attempts - 1)
+            dataset.fail(
+                "Checking this file stopped its worker several times (too much memory, or a crash): "
+                "split it into smaller files or convert it to JSONL."
+            )
+            dataset.refresh_from_db()
+            return dataset
         log.warning("dataset %s: found validating (an earlier worker died?); checking again", dataset.pk)
-        dataset.status = Status.VALIDATING
     try:
         _validate(dataset)
     except Exception as exc:  # never leave a dataset stuck in `validating`
