@@ -21,7 +21,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from webapp.datasets.checking import CheckOptions, check_file
-from webapp.datasets.models import Dataset, Status
+from webapp.datasets.models import Dataset
 from webapp.datasets.reading import format_from_name
 from webapp.datasets.shapes import EXPECTED_COLUMNS, TASKS
 from webapp.lib.errors import LayercakeError
