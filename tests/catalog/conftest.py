@@ -71,6 +71,21 @@ def make_lora_adapter(
     return out_dir
 
 
+def make_prompt_tuning_adapter(base_dir: Path, out_dir: Path, virtual_tokens: int = 4) -> Path:
+    """A soft prompt (peft prompt tuning) initialised from text, saved like the engine saves one."""
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = PromptTuningConfig(
+        task_type=TaskType.CAUSAL_LM, prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text="Answer kindly",
+        num_virtual_tokens=virtual_tokens, tokenizer_name_or_path=str(base_dir),
+    )
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config)
+    peft_model.save_pretrained(out_dir, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out_dir)
+    return out_dir
+
+
 @pytest.fixture
 def causal_base(tiny_causal_lm_dir):  # type: ignore[no-untyped-def]
     from webapp.catalog import services

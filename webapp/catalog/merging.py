@@ -27,6 +27,7 @@ PROBE_PROMPTS: dict[str, list[str]] = {
 LOGIT_ATOL = 1e-3
 LOGIT_RTOL = 1e-3
 GENERATED_TOKENS = 12
+NOT_MERGEABLE = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 
 
 class PromptTuningNotMergeable(ValueError):
@@ -110,7 +111,7 @@ def merge_and_prove(adapter_dir: Path, base_dir: Path, out_dir: Path) -> dict[st
     """Write the merged model (safetensors + tokenizer) to `out_dir`, then return the evidence comparing
     adapter-on-base with the merged model reloaded from disk; the caller decides on `evidence["passed"]`."""
     config = loading.read_adapter_config(adapter_dir)
-    if config.get("peft_type") in ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"):
+    if config.get("peft_type") in NOT_MERGEABLE:
         raise PromptTuningNotMergeable(config.get("peft_type"))
     task = loading.task_of_folder(adapter_dir)
     prompts = PROBE_PROMPTS["generative" if task in loading.GENERATIVE_TASKS else "classifier"]

@@ -25,6 +25,7 @@ GENERATED_TOKENS = 16
 REPEATS = 3
 CLASSIFIER_REPEATS = 20
 PROFILE_PROMPT = "Write a short story about a cat who finds a small house."
+NOT_MERGEABLE = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 MODE_LABELS = {
     "full_model": "Full model of its own",
     "merged_at_load": "Adapter merged into the base at load",
@@ -160,7 +161,15 @@ def profile(model_dir: Path, base_dir: Path | None, storage: StorageFacts, threa
         rows.append({**full, "storage_bytes": storage.model_bytes, "own_storage_bytes": storage.model_bytes,
                      "base_files_shared": False, "base_memory_shared": False, "applicable": True})
         for mode in ("merged_at_load", "adapter_at_inference"):
-            rows.append({"mode": mode, "applicable": False})
+            rows.append({"mode": mode, "applicable": False, "why": "a full model has no adapter to apply"})
+    elif loading.read_adapter_config(model_dir).get("peft_type") in NOT_MERGEABLE:
+        # A soft prompt is an input, not a weight: there is no full or merged model to run.
+        for mode in ("full_model", "merged_at_load"):
+            rows.append({"mode": mode, "applicable": False, "why": "a prompt-tuning adapter cannot be merged"})
+        at_inference = measure_in_fresh_process("adapter_at_inference", model_dir, base_dir, threads)
+        rows.append({**at_inference, "storage_bytes": storage.base_bytes + storage.model_bytes,
+                     "own_storage_bytes": storage.model_bytes, "base_files_shared": True, "base_memory_shared": True,
+                     "applicable": True})
     else:
         with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
             merged_dir = write_merged_copy(model_dir, base_dir, Path(scratch) / "merged")
