@@ -132,3 +132,23 @@ def test_api_import_of_an_adapter_answers_201_and_a_mismatch_400(api_alice, caus
     assert bad.status_code == 400 and bad.json()["error"] == "The file is not a zip archive."
     missing_base = api_alice.post("/api/v1/models/import/", {"kind": "adapter", "file": upload(b"x")}, format="multipart")
     assert missing_base.status_code == 400 and missing_base.json()["details"][0]["field"] == "base"
+
+
+def test_a_file_named_gguf_that_is_not_one_is_refused(alice):
+    with pytest.raises(services.LayercakeError, match="not a GGUF model"):
+        services.import_upload(upload(b"PK\x03\x04 not gguf", "model.gguf"), kind="base", name="x", owner=alice)
+    assert not CatalogModel.objects.exists()
+
+
+@pytest.mark.slow
+def test_a_gguf_upload_becomes_a_private_base_model(alice):
+    from django.core.files.uploadedfile import TemporaryUploadedFile
+
+    gguf = next(b for b in services.BUNDLED_MODELS if b.name == "SmolLM2-135M-Instruct").path()
+    with gguf.open("rb") as source:
+        uploaded = TemporaryUploadedFile("SmolLM2.gguf", "application/octet-stream", gguf.stat().st_size, None)
+        shutil.copyfileobj(source, uploaded)
+        uploaded.seek(0)
+        model = services.import_upload(uploaded, kind="base", name="my-smol", owner=alice)
+    assert model.owner == alice and model.architecture == "LlamaForCausalLM"
+    assert round(model.parameter_count / 1e6, 1) == 134.5 and model.has_chat_template
