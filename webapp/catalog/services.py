@@ -341,7 +341,7 @@ def merge_adapter(adapter: CatalogModel, owner: Any) -> CatalogModel:
         if not evidence["passed"]:
             details = [
                 RowError(None, "merge_proof", f"prompt {row['prompt']!r}: max logit difference "
-                         f"{row['max_abs_logit_diff']}, outputs match: {row['outputs_match']}")
+                         f"{logit_difference(row['max_abs_logit_diff'])}, outputs match: {row['outputs_match']}")
                 for row in evidence["prompts"] if not row["passed"]
             ]
             logger.warning("merge of %s refused: %s", adapter.id, evidence)
@@ -365,9 +365,14 @@ def merge_adapter(adapter: CatalogModel, owner: Any) -> CatalogModel:
         )
 
 
+def logit_difference(value: float | None) -> str:
+    return "non-finite" if value is None else f"{value:.1e}"
+
+
 def write_merged_card(folder: Path, adapter: CatalogModel, base: CatalogModel, evidence: dict[str, Any]) -> None:
     rows = "\n".join(
-        f"| {row['prompt']} | {row['max_abs_logit_diff']} | {row['outputs_match']} |" for row in evidence["prompts"]
+        f"| {row['prompt']} | {logit_difference(row['max_abs_logit_diff'])} | {row['outputs_match']} |"
+        for row in evidence["prompts"]
     )
     (folder / "README.md").write_text(
         f"---\nbase_model: {base.name}\nlibrary_name: transformers\ntags: [layercake, merged]\n---\n\n"
