@@ -174,7 +174,7 @@ def purge_queues() -> None:
         for key in ("data_folder_in", "control_folder"):
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
     with app.connection_for_write() as conn:
-        for queue in ("cpu", "gpu"):
+        for queue in ("cpu", "gpu", "inference"):
             try:
                 conn.default_channel.queue_purge(queue)
             except Exception:  # the queue may not exist yet

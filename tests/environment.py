@@ -25,6 +25,8 @@ os.environ.setdefault("LAYERCAKE_CACHE", str(ROOT / "var" / "cache"))
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-deployments-0123456789")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 os.environ["LAYERCAKE_FAST_PASSWORD_HASHER"] = "1"
+# Deployment profiling is tested on its own; after every test job it would only cost CPU.
+os.environ.setdefault("LAYERCAKE_PROFILE_DERIVED_MODELS", "0")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

@@ -224,6 +224,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Two models have a `kind` field with different choices: name their enums apart.
+    "ENUM_NAME_OVERRIDES": {"ModelKindEnum": "webapp.catalog.models.Kind", "JobKindEnum": "jobs.models.Kind"},
 }
 
 # Celery: Redis when REDIS_URL is set, otherwise kombu's filesystem transport, a broker
@@ -256,6 +258,22 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_SOFT_TIME_LIMIT = LONGEST_JOB_SECONDS
 CELERY_TASK_TIME_LIMIT = LONGEST_JOB_SECONDS + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    # The database is the source of truth: end or resume jobs whose worker vanished, re-send lost messages.
+    "check-jobs": {"task": "jobs.tasks.check_jobs", "schedule": 30.0},
+}
+
+# Workers heartbeat every LAYERCAKE_HEARTBEAT_SECONDS; a running job without a heartbeat for
+# LAYERCAKE_STALE_JOB_SECONDS is re-queued (up to LAYERCAKE_MAX_ATTEMPTS attempts in all).
+LAYERCAKE_HEARTBEAT_SECONDS = int(os.environ.get("LAYERCAKE_HEARTBEAT_SECONDS", "10"))
+LAYERCAKE_STALE_JOB_SECONDS = int(os.environ.get("LAYERCAKE_STALE_JOB_SECONDS", "90"))
+LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS", "60"))
+LAYERCAKE_MAX_ATTEMPTS = int(os.environ.get("LAYERCAKE_MAX_ATTEMPTS", "3"))
+LAYERCAKE_RESEND_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_RESEND_AFTER_SECONDS", "600"))
+# Measure the deployment table (three ways to run it) for every new derived model on a cpu worker.
+LAYERCAKE_PROFILE_DERIVED_MODELS = env_bool("LAYERCAKE_PROFILE_DERIVED_MODELS", True)
+# Training device for workers: auto (CUDA when present), cpu or cuda.
+LAYERCAKE_TRAINING_DEVICE = os.environ.get("LAYERCAKE_TRAINING_DEVICE", "auto")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOGGING = {

@@ -19,6 +19,8 @@ urlpatterns = [
     path("models/", include("webapp.catalog.urls")),
     path("playground/", include("webapp.playground.urls")),
     path("datasets/", include("webapp.datasets.urls")),
+    path("jobs/", include("jobs.urls")),
+    path("workers/", include("jobs.worker_urls")),
     path("api/v1/", include("webapp.api.urls")),
     path("admin/", admin.site.urls),
 ]

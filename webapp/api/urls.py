@@ -7,4 +7,5 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("webapp.catalog.api_urls")),
     path("", include("webapp.datasets.api")),
+    path("", include("jobs.api_urls")),
 ]

@@ -1,0 +1,74 @@
+"""API v1 endpoints for jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import services
+from jobs.models import Job
+from jobs.serializers import JobCreateSerializer, JobEventSerializer, JobSerializer
+from webapp.lib.access import owned_or_404
+
+EVENTS_PAGE = 1000
+
+
+class JobList(generics.ListCreateAPIView):
+    serializer_class = JobSerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        jobs = Job.objects.for_user(self.request.user).prefetch_related("datasets")
+        for name in ("status", "task", "method"):
+            if value := self.request.query_params.get(name):
+                jobs = jobs.filter(**{name: value})
+        return jobs.order_by("-created_at")
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        given = JobCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        plan = services.plan_job(
+            request.user, data["base_model"], data["dataset"], data["method"], data.get("task") or None, data["hyperparameters"]
+        )
+        job = services.create_job(plan)
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetail(generics.RetrieveAPIView):
+    serializer_class = JobSerializer
+
+    def get_object(self) -> Job:
+        return owned_or_404(Job.objects.prefetch_related("datasets"), self.request.user, self.kwargs["pk"])
+
+
+class JobEvents(APIView):
+    """Recorded progress points, oldest first; `?after=<event id>` pages through long jobs."""
+
+    @extend_schema(responses={200: JobEventSerializer(many=True)})
+    def get(self, request: Request, pk: str) -> Response:
+        job = owned_or_404(Job, request.user, pk)
+        events = job.events.order_by("id")
+        after = request.query_params.get("after", "")
+        if after.isdigit():
+            events = events.filter(id__gt=int(after))
+        return Response(JobEventSerializer(events[:EVENTS_PAGE], many=True).data)
+
+
+class JobCancel(APIView):
+    @extend_schema(request=None, responses={202: JobSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        job = services.cancel(owned_or_404(Job, request.user, pk))
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobRetry(APIView):
+    @extend_schema(request=None, responses={201: JobSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        job = services.retry(owned_or_404(Job, request.user, pk))
+        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)

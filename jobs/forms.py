@@ -1,0 +1,99 @@
+"""The job wizard's form: choices narrow as the user picks; the checks themselves are jobs.services.plan_job's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from jobs import services
+from jobs.services import METHOD_SUMMARIES, JobPlan
+from jobs.training import METHODS, TASKS
+from webapp.catalog.models import CatalogModel
+from webapp.datasets.models import Dataset
+from webapp.lib.errors import LayercakeError
+
+TASK_LABELS = {
+    "sft": "Instruction / chat fine-tuning (SFT)",
+    "text": "Continued pre-training on raw text",
+    "classification": "Text classification",
+    "token_classification": "Token classification (tagging)",
+    "seq2seq": "Sequence to sequence",
+}
+PRESET_CHOICES = [
+    ("quick", "Quick: a first result in minutes"),
+    ("balanced", "Balanced: the default"),
+    ("thorough", "Thorough: more epochs, longer sequences"),
+]
+# Advanced fields, all optional: empty means "the preset decides".
+INT_FIELDS = ["batch_size", "max_length", "seed", "lora_r", "lora_alpha", "trainable_layers", "num_virtual_tokens"]
+FLOAT_FIELDS = ["epochs", "learning_rate", "warmup_ratio", "weight_decay", "eval_fraction", "lora_dropout"]
+
+
+class JobForm(forms.Form):
+    task = forms.ChoiceField(choices=[(task, TASK_LABELS[task]) for task in TASKS])
+    base_model = forms.ChoiceField(label="Base model")
+    datasets = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="Several for multi-task training.")
+    method = forms.ChoiceField(choices=[(method, method) for method in METHODS], widget=forms.RadioSelect)
+    preset = forms.ChoiceField(choices=PRESET_CHOICES, initial="balanced")
+    prompt_init_text = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Prompt tuning starts from this natural-language prompt.",
+    )
+    packing = forms.ChoiceField(
+        required=False, choices=[("", "preset default"), ("true", "on"), ("false", "off")],
+        help_text="Pack several short rows into one sequence so padding does not eat the compute.",
+    )
+    target_modules = forms.CharField(required=False, help_text="LoRA target modules, comma-separated (default: per architecture).")
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.plan: JobPlan | None = None
+        for name in INT_FIELDS:
+            self.fields[name] = forms.IntegerField(required=False, widget=forms.NumberInput(attrs={"placeholder": "preset"}))
+        for name in FLOAT_FIELDS:
+            self.fields[name] = forms.FloatField(required=False, widget=forms.NumberInput(attrs={"placeholder": "preset", "step": "any"}))
+        task = self.data.get("task") or self.initial.get("task") or "sft"
+        models = CatalogModel.objects.visible_to(user).order_by("name")
+        fitting = [model for model in models if task in model.tasks]
+        self.fields["base_model"].choices = [(str(m.id), f"{m.name} ({m.get_kind_display().lower()})") for m in fitting]
+        ready = Dataset.objects.for_user(user).ready().order_by("-created_at")
+        self.fields["datasets"].choices = [(str(d.id), f"{d.name} · {d.rows} rows") for d in ready if d.task == task]
+        base = next((m for m in fitting if str(m.id) == self.data.get("base_model")), fitting[0] if fitting else None)
+        self.method_reasons = services.task_methods(base, task) if base else {m: "pick a base model first" for m in METHODS}
+
+    def method_options(self) -> list[dict[str, Any]]:
+        """Each method with its one-line summary and, when it cannot run, the reason."""
+        chosen = self.data.get("method", "")
+        return [
+            {"value": method, "summary": METHOD_SUMMARIES[method], "reason": self.method_reasons.get(method, ""), "checked": method == chosen}
+            for method in ("prompt_tuning", "lora", "qlora", "head", "freeze", "full")
+        ]
+
+    def advanced_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in FLOAT_FIELDS + INT_FIELDS + ["packing", "target_modules"]]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        given: dict[str, Any] = {"preset": data["preset"]}
+        for name in INT_FIELDS + FLOAT_FIELDS + ["prompt_init_text"]:
+            if data.get(name) not in (None, ""):
+                given[name] = data[name]
+        if data.get("packing"):
+            given["packing"] = data["packing"] == "true"
+        if data.get("target_modules"):
+            given["target_modules"] = [name.strip() for name in data["target_modules"].split(",") if name.strip()]
+        return given
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            self.plan = services.plan_job(
+                self.user, data["base_model"], data["datasets"], data["method"], data["task"], self.hyperparameters()
+            )
+        except LayercakeError as error:
+            raise forms.ValidationError(error.message) from error
+        return data

@@ -1,0 +1,229 @@
+"""Fine-tuning jobs: an explicit state machine (the database is the source of truth) and their progress."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retrying"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+WAITING_STATES = frozenset({Status.QUEUED, Status.RETRYING})
+
+
+class Kind(models.TextChoices):
+    TRAIN = "train", "Fine-tune"
+    MERGE = "merge", "Merge adapter"
+
+
+class FailureReason(models.TextChoices):
+    """Why a job ended badly (status says where it is; this says why)."""
+
+    NONE = "", "—"
+    INVALID = "invalid", "The spec cannot work"
+    ERROR = "error", "Training raised an error"
+    WORKER_LOST = "worker_lost", "Its worker stopped answering too often"
+    TIME_LIMIT = "time_limit", "It ran past its time limit"
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def for_user(self, user: Any) -> JobQuerySet:
+        return self.filter(owner=user)
+
+    def active(self) -> JobQuerySet:
+        return self.exclude(status__in=FINAL_STATES)
+
+    def running(self) -> JobQuerySet:
+        return self.filter(status=Status.RUNNING)
+
+    def waiting(self) -> JobQuerySet:
+        return self.filter(status__in=WAITING_STATES)
+
+    def stale(self, seconds: int) -> JobQuerySet:
+        """Running jobs whose worker has not heartbeaten for `seconds`."""
+        return self.running().filter(heartbeat_at__lt=timezone.now() - timedelta(seconds=seconds))
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TRAIN)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    failure_reason = models.CharField(max_length=16, choices=FailureReason.choices, blank=True, default="")
+    error = models.TextField(blank=True)
+
+    base_model = models.ForeignKey("catalog.CatalogModel", on_delete=models.PROTECT, related_name="jobs")
+    datasets = models.ManyToManyField("datasets.Dataset", related_name="jobs", blank=True)
+    method = models.CharField(max_length=32)
+    task = models.CharField(max_length=32)
+    requested_hyperparameters = models.JSONField(default=dict, blank=True, help_text="As the user gave them.")
+    hyperparameters = models.JSONField(default=dict, blank=True, help_text="Resolved from the preset.")
+    estimate = models.JSONField(default=dict, blank=True, help_text="Memory, parameters and time estimated at submit.")
+    queue = models.CharField(max_length=32, default="gpu")
+
+    task_id = models.CharField(max_length=64, blank=True, help_text="The Celery task id of the last delivery.")
+    worker = models.CharField(max_length=200, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    cancel_requested = models.BooleanField(default=False)
+
+    progress = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    result_model = models.ForeignKey(
+        "catalog.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_by_jobs"
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When its task was last sent.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} of {self.base_model_id} ({self.status})"
+
+    def get_method_display(self) -> str:
+        return self.method.replace("_", " ")
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"jobs/{self.id}"
+
+    # Transitions. Each moves only from the expected states by one conditional UPDATE, so two
+    # workers (or a worker and the stale-job check) cannot both win; the row is then reloaded.
+
+    def _move(self, sources: frozenset[str] | set[str], **changes: Any) -> bool:
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=self.pk, status__in=sources).update(**changes)
+        self.refresh_from_db()
+        return updated == 1
+
+    def start(self, worker: str) -> bool:
+        """A worker takes the job: queued or retrying -> running."""
+        now = timezone.now()
+        return self._move(
+            WAITING_STATES,
+            status=Status.RUNNING,
+            worker=worker,
+            started_at=self.started_at or now,
+            heartbeat_at=now,
+            attempt=F("attempt") + 1,
+        )
+
+    def succeed(self, result_model: Any, metrics: dict[str, Any], summary: dict[str, Any]) -> bool:
+        return self._move(
+            {Status.RUNNING},
+            status=Status.SUCCEEDED,
+            result_model=result_model,
+            metrics=metrics,
+            summary=summary,
+            finished_at=timezone.now(),
+        )
+
+    def fail(self, error: str, reason: str = FailureReason.ERROR) -> bool:
+        return self._move(
+            {Status.QUEUED, Status.RETRYING, Status.RUNNING},
+            status=Status.FAILED,
+            error=error[:10_000],
+            failure_reason=reason,
+            finished_at=timezone.now(),
+        )
+
+    def cancel(self) -> bool:
+        """Queued jobs end at once; a running job is asked to stop and ends at its next step."""
+        if self._move(WAITING_STATES, status=Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()):
+            return True
+        return Job.objects.filter(pk=self.pk, status=Status.RUNNING).update(cancel_requested=True) == 1
+
+    def mark_cancelled(self) -> bool:
+        """The worker honoured a cancel request: running -> cancelled."""
+        return self._move({Status.RUNNING}, status=Status.CANCELLED, finished_at=timezone.now())
+
+    def requeue(self, reason: str) -> bool:
+        """Its worker vanished: running -> retrying, to resume from its last checkpoint."""
+        return self._move({Status.RUNNING}, status=Status.RETRYING, error=reason[:10_000], worker="")
+
+    def heartbeat(self) -> bool:
+        return Job.objects.filter(pk=self.pk, status=Status.RUNNING).update(heartbeat_at=timezone.now()) == 1
+
+    def record_task_id(self, task_id: str) -> None:
+        Job.objects.filter(pk=self.pk).update(task_id=task_id)
+        self.task_id = task_id
+
+
+class JobEvent(models.Model):
+    """One recorded progress point (throttled by the reporter: not a row per step)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    epoch = models.FloatField(null=True, blank=True)
+    loss = models.FloatField(null=True, blank=True)
+    learning_rate = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["job", "id"])]
+
+    def __str__(self) -> str:
+        return f"step {self.step}/{self.total_steps} of {self.job_id}"
+
+
+class Worker(models.Model):
+    """A Celery worker as it last described itself (registered at start, then heartbeating)."""
+
+    hostname = models.CharField(max_length=200, unique=True)
+    queues = models.JSONField(default=list)
+    devices = models.JSONField(default=list, help_text='[{"kind": "cuda"|"cpu", "name", "memory_bytes"}]')
+    current_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    def is_online(self, within_seconds: int) -> bool:
+        return self.stopped_at is None and self.last_heartbeat >= timezone.now() - timedelta(seconds=within_seconds)
+
+    @property
+    def memory_bytes(self) -> int:
+        return max((device.get("memory_bytes", 0) for device in self.devices), default=0)
+
+    @property
+    def has_gpu(self) -> bool:
+        return any(device.get("kind") == "cuda" for device in self.devices)

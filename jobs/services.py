@@ -1,0 +1,320 @@
+"""Job operations shared by the wizard, the API, `manage.py finetune` and the periodic checks.
+
+Validation happens here, before a row exists: a job that is created can run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.models import FailureReason, Job, Kind, Status, Worker
+from jobs.training import METHODS, METHODS_BY_TASK, SpecError, estimate_memory, resolve_hyperparameters
+from webapp.catalog.models import CatalogModel
+from webapp.datasets.models import Dataset
+from webapp.datasets.models import Status as DatasetStatus
+from webapp.lib.errors import LayercakeError, RowError
+
+logger = logging.getLogger(__name__)
+
+# One line per method for the wizard: what it trains and what it costs.
+METHOD_SUMMARIES = {
+    "prompt_tuning": "Learns a soft prompt of a few virtual tokens; the model is untouched. Tiny files, least memory.",
+    "lora": "Trains small low-rank adapters beside frozen weights. Small files, low memory, close to full quality.",
+    "qlora": "LoRA over a 4-bit base: the least memory for big models. Needs a CUDA GPU worker.",
+    "head": "Transfer learning: the base stays frozen and only a new task head trains. Fast, cheap, a solid baseline.",
+    "freeze": "Partial fine-tuning: trains only the last layers (and the head). A new full model.",
+    "full": "Trains every weight: the most capacity and ~4x the model's size in memory. A new full model.",
+}
+# Training throughput assumed for the time estimate (model FLOPs per second actually achieved).
+ASSUMED_FLOPS = {"cpu": 2.0e10, "cuda": 1.0e14}
+
+
+@dataclass
+class JobPlan:
+    """A checked job, ready to be created: everything the form's review page shows."""
+
+    owner: Any
+    base_model: CatalogModel
+    datasets: list[Dataset]
+    method: str
+    task: str
+    requested_hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    estimate: dict[str, Any]
+    queue: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def invalid(message: str, field_name: str | None = None, details: list[RowError] | None = None) -> LayercakeError:
+    return LayercakeError(message, details or ([RowError(None, field_name, message)] if field_name else []))
+
+
+def online_workers() -> list[Worker]:
+    since = timezone.now() - timedelta(seconds=settings.LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS)
+    return list(Worker.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=since))
+
+
+def model_config(model: CatalogModel) -> dict[str, Any]:
+    config_file = model.local_dir() / "config.json"
+    return json.loads(config_file.read_text()) if config_file.exists() else {}
+
+
+def task_methods(model: CatalogModel, task: str) -> dict[str, str]:
+    """Each method of the ladder -> "" when it can run for this model and task, else the reason why not."""
+    reasons = {}
+    gpu_online = any(worker.has_gpu for worker in online_workers())
+    for method in METHODS:
+        if method not in METHODS_BY_TASK.get(task, ()):
+            reasons[method] = f"not available for the {task} task"
+        elif method == "prompt_tuning" and model.family != "causal_lm":
+            reasons[method] = "prompt tuning needs a causal language model"
+        elif method == "qlora" and not gpu_online:
+            reasons[method] = "QLoRA needs a CUDA GPU worker, and none is online"
+        else:
+            reasons[method] = ""
+    return reasons
+
+
+def estimate_job(
+    base_model: CatalogModel, datasets: list[Dataset], method: str, task: str, hp: dict[str, Any], device: str
+) -> dict[str, Any]:
+    """Memory, trainable parameters and wall time before launch (estimates, labelled as such)."""
+    config = model_config(base_model)
+    hidden = int(config.get("hidden_size") or config.get("d_model") or 768)
+    layers = int(config.get("num_hidden_layers") or config.get("num_layers") or 12)
+    memory = estimate_memory(
+        base_model.parameter_count,
+        method,
+        task,
+        "bf16" if device == "cuda" and method != "qlora" else "fp32",
+        int(hp["batch_size"]),
+        int(hp["max_length"]),
+        hidden,
+        layers,
+        num_heads=int(config.get("num_attention_heads") or config.get("num_heads") or 0),
+        vocab_size=int(config.get("vocab_size") or 0),
+        lora_r=int(hp["lora_r"]),
+        trainable_layers=int(hp["trainable_layers"]),
+        num_virtual_tokens=int(hp["num_virtual_tokens"]),
+        fused_attention=device == "cuda",
+    )
+    rows = sum(int(dataset.rows or 0) for dataset in datasets)
+    train_rows = rows * (1 - float(hp["eval_fraction"]))
+    mean_tokens = mean_token_length(datasets, int(hp["max_length"]))
+    tokens = train_rows * mean_tokens * float(hp["epochs"])
+    steps = math.ceil(train_rows / max(int(hp["batch_size"]) * int(hp["gradient_accumulation_steps"]), 1)) * float(hp["epochs"])
+    # Forward + backward ~ 6 FLOPs per parameter per token (2 for frozen weights that still run forward + backward).
+    flops_per_token = 6 * base_model.parameter_count
+    seconds = tokens * flops_per_token / ASSUMED_FLOPS[device]
+    return {
+        "memory": memory.to_dict(),
+        "trainable_parameters": memory.trainable_parameters,
+        "total_parameters": base_model.parameter_count,
+        "train_rows": int(train_rows),
+        "steps": int(steps),
+        "tokens": int(tokens),
+        "seconds": int(seconds) + 5,
+        "device": device,
+    }
+
+
+def mean_token_length(datasets: list[Dataset], max_length: int) -> float:
+    """From the datasets' token-length profiles where they have one; a quarter of max_length otherwise."""
+    means = []
+    for dataset in datasets:
+        tokens = (dataset.profile or {}).get("token_lengths") or {}
+        if isinstance(tokens, dict) and tokens.get("mean"):
+            means.append(min(float(tokens["mean"]), max_length))
+    return sum(means) / len(means) if means else max_length / 4
+
+
+def plan_job(
+    owner: Any,
+    base_model_id: Any,
+    dataset_ids: list[Any],
+    method: str,
+    task: str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+) -> JobPlan:
+    """Check a requested job end to end; raise LayercakeError with the reason when it cannot work."""
+    hyperparameters = dict(hyperparameters or {})
+    base_model = CatalogModel.objects.visible_to(owner).filter(pk=base_model_id).first() if valid_uuid(base_model_id) else None
+    if base_model is None:
+        raise invalid("The base model does not exist (or is not yours).", "base_model")
+    if not dataset_ids:
+        raise invalid("Pick at least one dataset.", "dataset")
+    found = {str(d.id): d for d in Dataset.objects.for_user(owner).filter(pk__in=[i for i in dataset_ids if valid_uuid(i)])}
+    datasets = []
+    for dataset_id in dataset_ids:
+        dataset = found.get(str(dataset_id))
+        if dataset is None:
+            raise invalid(f"Dataset {dataset_id} does not exist (or is not yours).", "dataset")
+        if dataset.status != DatasetStatus.READY:
+            raise invalid(f"Dataset '{dataset.name}' is {dataset.status}, not ready: wait for its checks or fix it.", "dataset")
+        datasets.append(dataset)
+    tasks = {dataset.task for dataset in datasets}
+    if task is None or task == "":
+        if len(tasks) > 1:
+            raise invalid(f"The datasets are shaped for different tasks ({', '.join(sorted(tasks))}); pick one task.", "task")
+        task = tasks.pop()
+    for dataset in datasets:
+        if dataset.task != task:
+            raise invalid(
+                f"Dataset '{dataset.name}' is {dataset.shape} data, which fits the {dataset.task} task, not {task}.", "dataset"
+            )
+    if task not in base_model.tasks:
+        raise invalid(
+            f"{base_model.name} cannot serve the {task} task; it serves {', '.join(base_model.tasks) or 'no task'}.", "task"
+        )
+    if method not in METHODS:
+        raise invalid(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.", "method")
+    reason = task_methods(base_model, task)[method]
+    if reason:
+        raise invalid(f"The {method} method cannot run here: {reason}.", "method")
+    if method == "prompt_tuning" and not hyperparameters.get("prompt_init_text"):
+        raise invalid("Prompt tuning starts from a prompt you write: give hyperparameters.prompt_init_text.", "hyperparameters")
+    try:
+        resolved = resolve_hyperparameters(task, method, base_model.parameter_count, hyperparameters).to_dict()
+    except SpecError as error:
+        raise LayercakeError(
+            error.messages[0], [RowError(None, "hyperparameters", message) for message in error.messages]
+        ) from error
+
+    workers = online_workers()
+    gpu_workers = [worker for worker in workers if worker.has_gpu]
+    needs_gpu = method == "qlora"
+    queue = "gpu" if gpu_workers or needs_gpu else "cpu"
+    device = "cuda" if queue == "gpu" and gpu_workers else "cpu"
+    estimate = estimate_job(base_model, datasets, method, task, resolved, device)
+    warnings = []
+    candidates = [worker for worker in workers if queue in worker.queues]
+    if candidates:
+        largest = max(worker.memory_bytes for worker in candidates)
+        if largest and estimate["memory"]["total"] > largest:
+            need, have = estimate["memory"]["total"] / 2**30, largest / 2**30
+            raise invalid(
+                f"This job needs about {need:.1f} GiB but the largest {queue} worker has {have:.1f} GiB: "
+                "use LoRA/QLoRA, a smaller batch_size or max_length.",
+                "hyperparameters",
+            )
+    else:
+        warnings.append(f"No {queue} worker is online right now: the job will wait in the queue until one starts.")
+    return JobPlan(owner, base_model, datasets, method, task, hyperparameters, resolved, estimate, queue, warnings)
+
+
+def valid_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def create_job(plan: JobPlan, retry_of: Job | None = None) -> Job:
+    """Create the row and send it to its queue once the transaction commits."""
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=plan.owner,
+            kind=Kind.TRAIN,
+            base_model=plan.base_model,
+            method=plan.method,
+            task=plan.task,
+            requested_hyperparameters=plan.requested_hyperparameters,
+            hyperparameters=plan.hyperparameters,
+            estimate=plan.estimate,
+            queue=plan.queue,
+            retry_of=retry_of,
+        )
+        job.datasets.set(plan.datasets)
+        enqueue(job)
+    return job
+
+
+def enqueue(job: Job) -> None:
+    """Send the job's task after commit, with its task id stored on the row first."""
+    from jobs.tasks import run_job
+
+    task_id = str(uuid.uuid4())
+    job.record_task_id(task_id)
+    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+    transaction.on_commit(lambda: run_job.apply_async(args=[str(job.pk)], queue=job.queue, task_id=task_id))
+
+
+def submit_merge(model: CatalogModel, owner: Any) -> Job:
+    """A job that merges an adapter into its base and registers the result as a `merged` model."""
+    if model.kind != "adapter" or model.parent is None:
+        raise invalid(f"{model.name} is not an adapter: only adapters merge into their base.", "model")
+    method = (model.metrics or {}).get("method", "lora")
+    if method == "prompt_tuning":
+        raise invalid("A prompt-tuning adapter adds virtual tokens; it has no weights to merge into the base.", "model")
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=owner, kind=Kind.MERGE, base_model=model, method="merge", task=(model.tasks or [""])[0], queue="cpu"
+        )
+        enqueue(job)
+    return job
+
+
+def cancel(job: Job) -> Job:
+    job.cancel()
+    return job
+
+
+def retry(job: Job) -> Job:
+    """A new attempt with the same spec; the original stays as it ended."""
+    if not job.is_final or job.status == Status.SUCCEEDED:
+        raise LayercakeError(f"Only failed or cancelled jobs can be retried; this one is {job.status}.", status=409)
+    if job.kind == Kind.MERGE:
+        return submit_merge(job.base_model, job.owner)
+    plan = plan_job(
+        job.owner,
+        job.base_model_id,
+        [str(d.pk) for d in job.datasets.all()],
+        job.method,
+        job.task,
+        job.requested_hyperparameters,
+    )
+    return create_job(plan, retry_of=job)
+
+
+def recover_stale_jobs() -> list[Job]:
+    """Running jobs whose worker stopped heartbeating: re-queue them to resume from their last checkpoint."""
+    recovered = []
+    for job in Job.objects.stale(settings.LAYERCAKE_STALE_JOB_SECONDS):
+        if job.attempt >= settings.LAYERCAKE_MAX_ATTEMPTS:
+            job.fail(
+                f"Its worker stopped answering {job.attempt} times (last: {job.worker}); possibly out of memory.",
+                FailureReason.WORKER_LOST,
+            )
+            continue
+        if job.requeue(f"worker {job.worker} stopped heartbeating; resuming from the last checkpoint"):
+            logger.warning("job %s: worker lost, re-queued for attempt %d", job.id, job.attempt + 1)
+            with transaction.atomic():
+                enqueue(job)
+            recovered.append(job)
+    return recovered
+
+
+def resend_waiting_jobs() -> list[Job]:
+    """The database is the source of truth: waiting jobs whose message may be lost are sent again.
+
+    A duplicate delivery is harmless: `Job.start` lets exactly one delivery win.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.LAYERCAKE_RESEND_AFTER_SECONDS)
+    resent = []
+    for job in Job.objects.waiting().filter(enqueued_at__lt=cutoff):
+        with transaction.atomic():
+            enqueue(job)
+        resent.append(job)
+    return resent
+
