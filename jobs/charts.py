@@ -59,8 +59,8 @@ def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     base, tuned = metrics.get("base") or {}, metrics.get("tuned") or {}
     rows = []
     for dataset in sorted(set(base) | set(tuned)):
-        before = base.get(dataset) if isinstance(base.get(dataset), dict) else {}
-        after = tuned.get(dataset) if isinstance(tuned.get(dataset), dict) else {}
+        before: dict[str, Any] = base[dataset] if isinstance(base.get(dataset), dict) else {}
+        after: dict[str, Any] = tuned[dataset] if isinstance(tuned.get(dataset), dict) else {}
         for name in sorted(set(before) | set(after)):
             rows.append({"dataset": dataset, "metric": name, "before": before.get(name), "after": after.get(name)})
     return rows

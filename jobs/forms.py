@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -57,9 +57,9 @@ class JobForm(forms.Form):
         task = self.data.get("task") or self.initial.get("task") or "sft"
         models = CatalogModel.objects.visible_to(user).order_by("name")
         fitting = [model for model in models if task in model.tasks]
-        self.fields["base_model"].choices = [(str(m.id), f"{m.name} ({m.get_kind_display().lower()})") for m in fitting]
+        cast(forms.ChoiceField, self.fields["base_model"]).choices = [(str(m.id), f"{m.name} ({m.get_kind_display().lower()})") for m in fitting]
         ready = Dataset.objects.for_user(user).ready().order_by("-created_at")
-        self.fields["datasets"].choices = [(str(d.id), f"{d.name} · {d.rows} rows") for d in ready if d.task == task]
+        cast(forms.ChoiceField, self.fields["datasets"]).choices = [(str(d.id), f"{d.name} · {d.rows} rows") for d in ready if d.task == task]
         base = next((m for m in fitting if str(m.id) == self.data.get("base_model")), fitting[0] if fitting else None)
         self.method_reasons = services.task_methods(base, task) if base else {m: "pick a base model first" for m in METHODS}
 

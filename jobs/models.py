@@ -148,13 +148,16 @@ class Job(models.Model):
             finished_at=timezone.now(),
         )
 
-    def fail(self, error: str, reason: str = FailureReason.ERROR) -> bool:
+    def fail(self, error: str, reason: str = FailureReason.ERROR, evidence: dict[str, Any] | None = None) -> bool:
+        """`evidence` (a refused merge's comparison, say) is kept in the job's metrics for the user to see."""
+        changes: dict[str, Any] = {"metrics": evidence} if evidence else {}
         return self._move(
             {Status.QUEUED, Status.RETRYING, Status.RUNNING},
             status=Status.FAILED,
             error=error[:10_000],
             failure_reason=reason,
             finished_at=timezone.now(),
+            **changes,
         )
 
     def cancel(self) -> bool:

@@ -65,6 +65,9 @@ def execute(job: Job) -> None:
                 merge(job)
             else:
                 train(job)
+    except catalog.MergeDrift as error:
+        logger.warning("job %s: merge refused: %s", job.pk, error)
+        job.fail(str(error), FailureReason.INVALID, evidence={"merge_proof": error.evidence})
     except (SpecError, LayercakeError) as error:
         logger.warning("job %s: invalid: %s", job.pk, error)
         job.fail(str(error), FailureReason.INVALID)

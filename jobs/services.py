@@ -220,8 +220,8 @@ def valid_uuid(value: Any) -> bool:
     return True
 
 
-def create_job(plan: JobPlan, retry_of: Job | None = None) -> Job:
-    """Create the row and send it to its queue once the transaction commits."""
+def create_job(plan: JobPlan, retry_of: Job | None = None, send: bool = True) -> Job:
+    """Create the row and send it to its queue once the transaction commits (`send=False`: the caller runs it)."""
     with transaction.atomic():
         job = Job.objects.create(
             owner=plan.owner,
@@ -236,7 +236,8 @@ def create_job(plan: JobPlan, retry_of: Job | None = None) -> Job:
             retry_of=retry_of,
         )
         job.datasets.set(plan.datasets)
-        enqueue(job)
+        if send:
+            enqueue(job)
     return job
 
 

@@ -22,6 +22,11 @@ from webapp.lib.errors import LayercakeError
 JOBS_PER_PAGE = 50
 
 
+def is_htmx(request: HttpRequest) -> bool:
+    # django-htmx's middleware sets request.htmx; the stubs of HttpRequest do not know it.
+    return bool(getattr(request, "htmx", False))
+
+
 def job_list(request: HttpRequest) -> HttpResponse:
     jobs = Job.objects.for_user(request.user).select_related("base_model", "result_model")
     filters = {name: request.GET.get(name, "") for name in ("status", "task", "method", "model")}
@@ -29,7 +34,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
         if filters[name]:
             jobs = jobs.filter(**{name: filters[name]})
     if filters["model"]:
-        jobs = jobs.filter(base_model_id=filters["model"]) if services.valid_uuid(filters["model"]) else jobs.none()
+        jobs = jobs.filter(base_model__pk=filters["model"]) if services.valid_uuid(filters["model"]) else jobs.none()
     page = Paginator(jobs.order_by("-created_at"), JOBS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "page": page,
@@ -61,14 +66,14 @@ def job_new(request: HttpRequest) -> HttpResponse:
         ]
         context = {"form": form, "plan": form.plan, "workers": services.online_workers(), "carried": carried}
         return render(request, "jobs/review.html", context)
-    template = "jobs/_wizard_form.html" if request.htmx and request.method == "GET" else "jobs/new.html"
+    template = "jobs/_wizard_form.html" if is_htmx(request) and request.method == "GET" else "jobs/new.html"
     return render(request, template, {"form": form})
 
 
 def job_detail(request: HttpRequest, pk: str) -> HttpResponse:
     job = owned_or_404(Job.objects.select_related("base_model", "result_model", "retry_of"), request.user, pk)
     context = job_context(job)
-    template = "jobs/_progress.html" if request.htmx else "jobs/detail.html"
+    template = "jobs/_progress.html" if is_htmx(request) else "jobs/detail.html"
     return render(request, template, context)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import before_task_publish, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
@@ -15,8 +15,9 @@ app.autodiscover_tasks()
 
 
 @worker_init.connect
+@before_task_publish.connect
 def make_broker_folders(**_: object) -> None:
-    # kombu's filesystem transport expects its folders to exist.
+    # kombu's filesystem transport expects its folders to exist, in the sender (web) as in the worker.
     from django.conf import settings
 
     if settings.CELERY_BROKER_URL.startswith("filesystem://"):

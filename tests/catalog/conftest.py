@@ -129,8 +129,3 @@ def alices_classifier_adapter(encoder_base, classifier_adapter_dir, alice):  # t
         metrics={"base": {"accuracy": 0.5}, "tuned": {"accuracy": 0.9}}, tasks=["classification"],
     )
 
-
-@pytest.fixture(autouse=True)
-def no_automatic_profiling(monkeypatch):  # type: ignore[no-untyped-def]
-    """Registering a derived model queues its deployment profile; tests that want it turn it back on."""
-    monkeypatch.setenv("LAYERCAKE_PROFILE_DERIVED_MODELS", "0")

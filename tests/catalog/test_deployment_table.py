@@ -40,10 +40,10 @@ def test_a_base_model_has_no_deployment_table(causal_base):
         services.request_deployment_profile(causal_base)
 
 
-def test_registering_a_derived_model_queues_its_profile_after_commit(causal_base, causal_adapter_dir, alice, monkeypatch, django_capture_on_commit_callbacks):
+def test_registering_a_derived_model_queues_its_profile_after_commit(causal_base, causal_adapter_dir, alice, monkeypatch, settings, django_capture_on_commit_callbacks):
     from webapp.catalog import tasks
 
-    monkeypatch.setenv("LAYERCAKE_PROFILE_DERIVED_MODELS", "1")
+    settings.LAYERCAKE_PROFILE_DERIVED_MODELS = True
     sent: list[str] = []
     monkeypatch.setattr(tasks.profile_deployment, "delay", sent.append)
     with django_capture_on_commit_callbacks(execute=True):

@@ -64,7 +64,8 @@ def test_missing_secret_key_is_refused_with_a_hint(tmp_path):
 
 
 def test_deploy_check_is_clean_with_production_settings(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
+    # The browser fixture allows async-unsafe calls in this process; a deployment never does.
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     env.update(
         LAYERCAKE_HOME=str(tmp_path),
         SECRET_KEY="x7-" + "production-secret-key-with-enough-entropy-" * 2,

@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from django.db import transaction
+from django.test import override_settings
 
 from jobs import services
 from jobs.models import Job, Status
@@ -86,10 +86,9 @@ def test_cancel_of_a_running_job_stops_it_within_ten_seconds(start_worker, alice
     assert CatalogModel.objects.filter(kind="adapter").count() == 0
 
 
-def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint(start_worker, alice, tiny_lm, sft_data, settings):
-    settings.LAYERCAKE_STALE_JOB_SECONDS = 6
+def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint(start_worker, alice, tiny_lm, sft_data):
     first = start_worker(extra_env=FAST_BEATS)
-    job = long_job(alice, tiny_lm, sft_data, epochs=6)
+    job = long_job(alice, tiny_lm, sft_data, epochs=10)
     wait_for(
         lambda: (Job.objects.get(pk=job.pk).progress or {}).get("step", 0) >= 8,
         timeout=180, message=f"job did not get past its first checkpoints ({Job.objects.get(pk=job.pk).status}):\n{first.output()[-6000:]}",
@@ -100,10 +99,9 @@ def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint(start_worker, 
     assert job_status(job.pk) == Status.RUNNING  # nobody told the database: the heartbeat tells
 
     start_worker(extra_env=FAST_BEATS)
-    wait_for(lambda: services.recover_stale_jobs() or job_status(job.pk) != Status.RUNNING, timeout=30, interval=1,
-             message="the stale job was not re-queued")
-    with transaction.atomic():
-        pass
+    with override_settings(LAYERCAKE_STALE_JOB_SECONDS=6):
+        wait_for(lambda: services.recover_stale_jobs() or job_status(job.pk) != Status.RUNNING, timeout=30, interval=1,
+                 message="the stale job was not re-queued")
     wait_for(lambda: job_status(job.pk) in {"succeeded", "failed"}, timeout=240, message="resumed job did not finish")
     job.refresh_from_db()
     assert job.status == Status.SUCCEEDED, job.error

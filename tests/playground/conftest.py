@@ -27,8 +27,3 @@ def tagger_adapter_dir(tiny_encoder_dir, tmp_path_factory) -> Path:
         labels=["O", "B-PER", "B-LOC", "B-ORG"],
     )
 
-
-@pytest.fixture(autouse=True)
-def no_automatic_profiling(monkeypatch):  # type: ignore[no-untyped-def]
-    """Registering a derived model queues its deployment profile; tests that want it turn it back on."""
-    monkeypatch.setenv("LAYERCAKE_PROFILE_DERIVED_MODELS", "0")

@@ -16,10 +16,20 @@ import psutil
 from jobs.training.engine import train
 from tests.training.training_job import spec_from_json
 
+
+def peak_rss_bytes() -> int:
+    """This process's own high-water RSS. Not getrusage's ru_maxrss: on Linux that survives fork and exec,
+    so a child of a large pytest process would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 if __name__ == "__main__":
     spec = spec_from_json(Path(sys.argv[1]).read_text())
     # Everything is imported; the model is not loaded yet. What the run adds on top is what the estimate predicts.
     before = psutil.Process().memory_info().rss
     result = train(spec)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()
     print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "steps": result.summary.global_step}))

@@ -7,7 +7,6 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -308,10 +307,7 @@ def register_derived_model(
 
 def auto_profile_enabled() -> bool:
     """Every derived model gets its deployment table measured unless LAYERCAKE_PROFILE_DERIVED_MODELS is off."""
-    configured = getattr(settings, "LAYERCAKE_PROFILE_DERIVED_MODELS", None)
-    if configured is not None:
-        return bool(configured)
-    return os.environ.get("LAYERCAKE_PROFILE_DERIVED_MODELS", "1").strip().lower() not in {"0", "false", "no", "off"}
+    return bool(settings.LAYERCAKE_PROFILE_DERIVED_MODELS)
 
 
 def root_base(model: CatalogModel) -> CatalogModel:

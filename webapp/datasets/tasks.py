@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 CHECK_SOFT_LIMIT_SECONDS = 3600
 
 
-@shared_task(queue="cpu", acks_late=True, soft_time_limit=CHECK_SOFT_LIMIT_SECONDS, time_limit=CHECK_SOFT_LIMIT_SECONDS + 120)
+@shared_task(acks_late=True, soft_time_limit=CHECK_SOFT_LIMIT_SECONDS, time_limit=CHECK_SOFT_LIMIT_SECONDS + 120)
 def validate_dataset(dataset_id: str) -> None:
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None:
