@@ -45,7 +45,6 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from jobs import services
     from jobs.models import Job, JobEvent, Status
     from jobs.training.tiny import build_tiny_causal_lm
     from tests.jobs.conftest import INSTRUCTIONS, ready_dataset
@@ -100,8 +99,16 @@ def main() -> None:
             assert response.status_code == 200, (url, response.status_code)
         print(f"| {label} | {statistics.median(timings):.1f} | {percentile(timings, 0.95):.1f} | {len(queries)} |")
 
-    # Submit-to-running: a real idle worker; time from the commit that sends the task to Job.start.
+    if args.submits:
+        submit_to_running(owner, base, dataset, args.submits)
+
+
+def submit_to_running(owner, base, dataset, submits: int) -> None:  # type: ignore[no-untyped-def]
+    """A real idle worker; the time from the commit that sends the task to Job.start (before the model loads)."""
     from django.conf import settings
+
+    from jobs import services
+    from jobs.models import Job
 
     env = {**os.environ, "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{settings.DATABASES['default']['NAME']}")}
     worker = subprocess.Popen(
@@ -112,7 +119,7 @@ def main() -> None:
     try:
         time.sleep(8)
         latencies = []
-        for _ in range(args.submits):
+        for _ in range(submits):
             plan = services.plan_job(owner, base.id, [dataset.id], "lora", hyperparameters={"epochs": 0.05})
             sent = time.time()
             job = services.create_job(plan)

@@ -13,13 +13,17 @@ from rest_framework.views import APIView
 from jobs import services
 from jobs.models import Job
 from jobs.serializers import JobCreateSerializer, JobEventSerializer, JobSerializer
+from webapp.api.pagination import LinkHeaderPagination
 from webapp.lib.access import owned_or_404
 
 EVENTS_PAGE = 1000
 
 
 class JobList(generics.ListCreateAPIView):
+    """Newest first, 100 a page (`?limit=` up to 1000, `?offset=`); filters `?status=&task=&method=`."""
+
     serializer_class = JobSerializer
+    pagination_class = LinkHeaderPagination
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         jobs = Job.objects.for_user(self.request.user).prefetch_related("datasets")

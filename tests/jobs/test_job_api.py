@@ -65,3 +65,11 @@ def test_another_users_job_is_404_everywhere(api_charlie, job, method, suffix):
 
 def test_another_users_jobs_are_not_listed(api_charlie, job):
     assert api_charlie.get("/api/v1/jobs/").json() == []
+
+
+def test_list_comes_in_pages_with_a_next_link(api_alice, job, alice, tiny_lm, sft_data):
+    services.create_job(services.plan_job(alice, tiny_lm.id, [sft_data.id], "full"))
+    response = api_alice.get("/api/v1/jobs/?limit=1")
+    assert len(response.json()) == 1 and response["X-Total-Count"] == "2"
+    assert 'rel="next"' in response["Link"] and "offset=1" in response["Link"]
+    assert [e["id"] for e in api_alice.get("/api/v1/jobs/?limit=1&offset=1").json()] == [str(job.id)]
