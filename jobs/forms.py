@@ -50,6 +50,7 @@ class JobForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.user = user
         self.plan: JobPlan | None = None
+        self.quiet = False
         for name in INT_FIELDS:
             self.fields[name] = forms.IntegerField(required=False, widget=forms.NumberInput(attrs={"placeholder": "preset"}))
         for name in FLOAT_FIELDS:

@@ -51,6 +51,8 @@ def job_new(request: HttpRequest) -> HttpResponse:
     """The wizard: choices re-render as the user picks (htmx), then a review page, then submit."""
     data = request.POST if request.method == "POST" else (request.GET if request.GET.get("task") else None)
     form = JobForm(data, user=request.user, initial={"task": request.GET.get("task", "sft")})
+    # A GET re-renders choices as the user picks: nothing was submitted yet, so no "required" errors.
+    form.quiet = request.method != "POST"
     if request.method == "POST" and form.is_valid():
         assert form.plan is not None
         if request.POST.get("action") == "submit":

@@ -102,3 +102,10 @@ def test_workers_page_lists_devices_queues_and_state(client_alice):
     Worker.objects.create(hostname="gpu@box", queues=["gpu"], devices=[{"kind": "cuda", "name": "NVIDIA H100", "memory_bytes": 80 * 2**30}])
     page = client_alice.get("/workers/").content.decode()
     assert "gpu@box" in page and "NVIDIA H100" in page and "online" in page
+
+
+def test_first_visit_and_choice_changes_show_no_required_errors(client_alice, tiny_lm, sft_data):
+    for url in ("/jobs/new/", "/jobs/new/?task=sft", f"/jobs/new/?task=sft&base_model={tiny_lm.id}"):
+        assert "This field is required" not in client_alice.get(url).content.decode()
+    posted = client_alice.post("/jobs/new/", {"task": "sft", "action": "review"}).content.decode()
+    assert "This field is required" in posted
