@@ -89,6 +89,21 @@ def delete_stored_files(prefix: str, files: list[dict[str, Any]]) -> None:
         default_storage.delete(f"{prefix}/{entry['name']}")
 
 
+def save_with_files(model: CatalogModel, folder: Path) -> None:
+    """Store the folder's files under models/<id>/ then save the row; on any failure neither remains."""
+    model.storage_prefix = f"models/{model.id}"
+    files: list[dict[str, Any]] = []
+    try:
+        files = store_folder(folder, model.storage_prefix)
+        model.files = files
+        model.size_bytes = sum(entry["size_bytes"] for entry in files)
+        with transaction.atomic():
+            model.save()
+    except BaseException:
+        delete_stored_files(model.storage_prefix, files)
+        raise
+
+
 def local_dir(model: CatalogModel) -> Path:
     """A local folder holding the model's files, for transformers to load.
 
@@ -155,17 +170,7 @@ def register_base_model(
         has_chat_template=facts.has_chat_template,
         licence=facts.licence,
     )
-    model.storage_prefix = f"models/{model.id}"
-    files: list[dict[str, Any]] = []
-    try:
-        files = store_folder(folder, model.storage_prefix)
-        model.files = files
-        model.size_bytes = sum(entry["size_bytes"] for entry in files)
-        with transaction.atomic():
-            model.save()
-    except BaseException:
-        delete_stored_files(model.storage_prefix, files)
-        raise
+    save_with_files(model, folder)
     logger.info("registered base model %s (%s, %d parameters)", model.name, model.id, model.parameter_count)
     return model
 
@@ -288,17 +293,7 @@ def register_derived_model(
         metrics=metrics,
         **facts,
     )
-    model.storage_prefix = f"models/{model.id}"
-    files: list[dict[str, Any]] = []
-    try:
-        files = store_folder(artifact_dir, model.storage_prefix)
-        model.files = files
-        model.size_bytes = sum(entry["size_bytes"] for entry in files)
-        with transaction.atomic():
-            model.save()
-    except BaseException:
-        delete_stored_files(model.storage_prefix, files)
-        raise
+    save_with_files(model, artifact_dir)
     logger.info("registered %s %s (%s) from %s, %d parameters", kind, model.name, model.id, parent.id, model.parameter_count)
     if auto_profile_enabled():
         request_deployment_profile(model)
