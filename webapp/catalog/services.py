@@ -7,7 +7,6 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from django.utils import timezone
 from webapp.catalog import loading, merging, model_files, profiling
 from webapp.catalog.models import CatalogModel, Kind
 from webapp.lib.errors import LayercakeError, RowError
+from webapp.lib.storage import local_path
 
 logger = logging.getLogger(__name__)
 
@@ -118,11 +118,7 @@ def local_dir(model: CatalogModel) -> Path:
     if not marker.exists():
         target.mkdir(parents=True, exist_ok=True)
         for entry in model.files:
-            destination = target / entry["name"]
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with default_storage.open(f"{model.storage_prefix}/{entry['name']}", "rb") as remote:
-                with destination.open("wb") as local:
-                    shutil.copyfileobj(remote, local, 1 << 20)
+            local_path(f"{model.storage_prefix}/{entry['name']}", target / entry["name"])
         marker.touch()
     return target
 

@@ -25,6 +25,7 @@ from webapp.datasets.models import Dataset
 from webapp.datasets.reading import format_from_name
 from webapp.datasets.shapes import EXPECTED_COLUMNS, TASKS
 from webapp.lib.errors import LayercakeError
+from webapp.lib.storage import local_path
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +185,7 @@ def change_settings(
 
 def _local_path(name: str, workdir: Path) -> Path:
     """A local path for a stored file: the file itself on local disk, a downloaded copy otherwise."""
-    try:
-        return Path(default_storage.path(name))
-    except NotImplementedError:
-        target = workdir / Path(name).name
-        with default_storage.open(name, "rb") as source, target.open("wb") as sink:
-            shutil.copyfileobj(source, sink, 1024 * 1024)
-        return target
+    return local_path(name, workdir / Path(name).name)
 
 
 def _load_tokenizer(dataset: Dataset) -> Any:
@@ -287,17 +282,7 @@ def local_normalized_files(dataset: Dataset) -> dict[str, Path]:
     """split -> a local path of the normalized Parquet file, for workers (downloaded when storage is remote)."""
     paths: dict[str, Path] = {}
     for split, name in dataset.normalized_files().items():
-        try:
-            paths[split] = Path(default_storage.path(name))
-        except NotImplementedError:
-            target = Path(settings.LAYERCAKE_CACHE) / "datasets" / str(dataset.pk) / f"{split}.parquet"
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_suffix(".part")
-                with default_storage.open(name, "rb") as source, partial.open("wb") as sink:
-                    shutil.copyfileobj(source, sink, 1024 * 1024)
-                partial.replace(target)
-            paths[split] = target
+        paths[split] = local_path(name, Path(settings.LAYERCAKE_CACHE) / "datasets" / str(dataset.pk) / f"{split}.parquet")
     return paths
 
 
