@@ -66,8 +66,10 @@ def test_generative_method_lowers_validation_loss(tmp_path: Path, tiny_lm: Path,
 @pytest.mark.parametrize(("task", "method"), ENCODER)
 def test_encoder_method_learns_the_labels(tmp_path: Path, tiny_encoder: Path, task, method) -> None:
     rows = classification_rows(64) if task == "classification" else token_rows(32)
-    # A random tiny BERT needs more steps and a larger rate than a pretrained one.
-    result = train(make_spec(tmp_path, tiny_encoder, task, method, rows, epochs=8, learning_rate=5e-3))
+    # A random tiny BERT needs more steps and a larger rate than a pretrained one; methods that train whole
+    # blocks (full, freeze) are noisy at 5e-3 and could end at chance (loss ln 2) on some runs.
+    learning_rate = 1e-3 if method in ("full", "freeze") else 5e-3
+    result = train(make_spec(tmp_path, tiny_encoder, task, method, rows, epochs=8, learning_rate=learning_rate))
     base, tuned = result.metrics["base"]["main"], result.metrics["tuned"]["main"]
     assert tuned["loss"] < base["loss"]
     if task == "classification":
