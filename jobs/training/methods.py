@@ -29,6 +29,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from jobs.training.execution import Execution
 from jobs.training.spec import METHODS_BY_TASK, SpecError
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ _MODEL_CLASS = {
     "token_classification": AutoModelForTokenClassification,
     "seq2seq": AutoModelForSeq2SeqLM,
 }
+
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 _PEFT_TASK_TYPE = {
     "sft": TaskType.CAUSAL_LM,
@@ -129,23 +132,19 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 def load_model(
     base_model_dir: Path,
     task: str,
-    method: str,
-    device: str,
+    execution: Execution,
     tokenizer: Any,
     labels: list[str] | None = None,
 ) -> PreTrainedModel:
-    """The base model with the task's head (new and randomly initialised for classifiers)."""
-    kwargs: dict[str, Any] = {"use_safetensors": True}
+    """The base model with the task's head (new and randomly initialised for classifiers), stored as `execution` says."""
+    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
     if labels is not None:
         kwargs["num_labels"] = len(labels)
         kwargs["id2label"] = dict(enumerate(labels))
         kwargs["label2id"] = {label: index for index, label in enumerate(labels)}
         # Decoder classifiers pick the last non-pad token, so they must know the pad id.
         kwargs["pad_token_id"] = tokenizer.pad_token_id
-    if device == "cuda" and method in ("lora", "prompt_tuning"):
-        # A frozen base can live in bf16 (half the memory); the adapter stays fp32 and autocast does the rest.
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    elif method == "qlora":
+    if execution.weight_dtype == "4bit":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -156,15 +155,10 @@ def load_model(
         )
         kwargs["dtype"] = torch.bfloat16
     else:
-        kwargs["dtype"] = torch.float32
-    if (
-        device == "cuda"
-        and task in ("sft", "text")
-        and kwargs["dtype"] != torch.float32  # flash-attention runs in 16-bit only
-        and importlib.util.find_spec("flash_attn") is not None
-    ):
-        # Padding-free packed batches need a variable-length kernel to keep rows from attending to each other.
-        kwargs["attn_implementation"] = "flash_attention_2"
+        kwargs["dtype"] = _TORCH_DTYPES[execution.weight_dtype]
+    if execution.attention != "sdpa":
+        # SDPA is transformers' default wherever the architecture supports it (eager elsewhere).
+        kwargs["attn_implementation"] = execution.attention
     model, loading_info = _MODEL_CLASS[task].from_pretrained(base_model_dir, output_loading_info=True, **kwargs)
     # Weights the base checkpoint lacks (the new head, sometimes a pooler) are random: an adapter must carry them,
     # or every later load of base + adapter would draw different ones.
@@ -241,9 +235,11 @@ def lora_target_modules(model_type: str, requested: list[str] | str | None) -> l
     return list(defaults) if defaults else "all-linear"
 
 
-def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, device: str) -> PeftModel:
+def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, execution: Execution) -> PeftModel:
     if method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=device == "cuda")
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=execution.activation_checkpointing
+        )
     config = LoraConfig(
         task_type=_PEFT_TASK_TYPE[task],
         r=hp.lora_r,
@@ -274,7 +270,7 @@ def apply_prompt_tuning(model: PreTrainedModel, hp: Any, base_model_dir: Path) -
 
 
 def prepare_model(
-    model: PreTrainedModel, task: str, method: str, hp: Any, base_model_dir: Path, device: str
+    model: PreTrainedModel, task: str, method: str, hp: Any, base_model_dir: Path, execution: Execution
 ) -> PreTrainedModel | PeftModel:
     """The model with exactly the method's parameters left trainable."""
     if method == "full":
@@ -284,7 +280,7 @@ def prepare_model(
     if method == "head":
         return apply_head_only(model)
     if method in ("lora", "qlora"):
-        return apply_lora(model, task, method, hp, device)
+        return apply_lora(model, task, method, hp, execution)
     if method == "prompt_tuning":
         return apply_prompt_tuning(model, hp, base_model_dir)
     raise SpecError(f"Unknown method '{method}'.")

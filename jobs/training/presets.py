@@ -67,6 +67,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "gradient_accumulation_steps": (int,),
     "early_stopping_patience": (int, type(None)),
     "save_steps": (int,),
+    "activation_checkpointing": (bool,),
 }
 
 # Inclusive ranges; values outside are almost surely typos (a learning rate of 2 instead of 2e-4).

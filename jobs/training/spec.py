@@ -71,6 +71,9 @@ class Hyperparameters:
     gradient_accumulation_steps: int = 1
     early_stopping_patience: int | None = None
     save_steps: int = 50
+    # Recompute activations in the backward pass: a third slower, far less memory. Off unless the job's plan finds
+    # that it does not fit without it (jobs.training.memory.fit_to_memory).
+    activation_checkpointing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

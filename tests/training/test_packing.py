@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from jobs.training.engine import packing_strategy, train
+from jobs.training.engine import train
+from jobs.training.execution import Capabilities, plan_execution
 from tests.training.conftest import make_spec
 
 
@@ -33,7 +34,19 @@ def test_packed_batches_are_at_least_95_percent_real_tokens(tmp_path: Path, tiny
     assert packed.summary.global_step < padded.summary.global_step
 
 
-def test_padding_free_packing_only_with_a_variable_length_attention_kernel() -> None:
-    assert packing_strategy("sft", "flash_attention_2") == "bfd"
-    assert packing_strategy("text", "flash_attention_2") == "bfd_split"
-    assert packing_strategy("sft", "sdpa") == "wrapped"
+def test_packing_is_exact_padding_free_on_cuda_and_wrapped_on_cpu() -> None:
+    gpu = Capabilities(cuda=True, bf16=True)
+    flash = Capabilities(cuda=True, bf16=True, flash_attn=True)
+    assert plan_execution("sft", "lora", "llama", "cuda", packing=True, capabilities=flash).packing_strategy == "bfd"
+    assert plan_execution("sft", "lora", "llama", "cuda", packing=True, capabilities=flash).attention == (
+        "flash_attention_2"
+    )
+    # Without flash-attn, SDPA gets transformers' block-diagonal mask from the packed position_ids: still exact.
+    assert plan_execution("sft", "lora", "llama", "cuda", packing=True, capabilities=gpu).packing_strategy == "bfd"
+    assert plan_execution("text", "full", "llama", "cuda", packing=True, capabilities=gpu).packing_strategy == (
+        "bfd_split"
+    )
+    assert plan_execution("sft", "lora", "llama", "cpu", packing=True).packing_strategy == "wrapped"
+    assert plan_execution("sft", "lora", "llama", "cpu", packing=False).packing_strategy is None
+    # Soft prompts go before each sequence, so prompt tuning never packs.
+    assert plan_execution("sft", "prompt_tuning", "llama", "cuda", packing=True, capabilities=gpu).packing_strategy is None
