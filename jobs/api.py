@@ -38,7 +38,13 @@ class JobList(generics.ListCreateAPIView):
         given.is_valid(raise_exception=True)
         data = given.validated_data
         plan = services.plan_job(
-            request.user, data["base_model"], data["dataset"], data["method"], data.get("task") or None, data["hyperparameters"]
+            request.user,
+            data["base_model"],
+            data["dataset"],
+            data["method"],
+            data.get("task") or None,
+            data["hyperparameters"],
+            allow_shorter_max_length=data["allow_shorter_max_length"],
         )
         job = services.create_job(plan)
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)

@@ -45,6 +45,10 @@ class JobForm(forms.Form):
         help_text="Pack several short rows into one sequence so padding does not eat the compute.",
     )
     target_modules = forms.CharField(required=False, help_text="LoRA target modules, comma-separated (default: per architecture).")
+    allow_shorter_max_length = forms.BooleanField(
+        required=False, label="Shorten max_length if needed",
+        help_text="If the job does not fit a worker even with checkpointing and a smaller micro-batch, train on shorter sequences.",
+    )
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,7 +77,7 @@ class JobForm(forms.Form):
         ]
 
     def advanced_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in FLOAT_FIELDS + INT_FIELDS + ["packing", "target_modules"]]
+        return [self[name] for name in FLOAT_FIELDS + INT_FIELDS + ["packing", "target_modules", "allow_shorter_max_length"]]
 
     def hyperparameters(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -93,7 +97,8 @@ class JobForm(forms.Form):
             return data
         try:
             self.plan = services.plan_job(
-                self.user, data["base_model"], data["datasets"], data["method"], data["task"], self.hyperparameters()
+                self.user, data["base_model"], data["datasets"], data["method"], data["task"], self.hyperparameters(),
+                allow_shorter_max_length=bool(data.get("allow_shorter_max_length")),
             )
         except LayercakeError as error:
             raise forms.ValidationError(error.message) from error

@@ -58,6 +58,9 @@ class JobCreateSerializer(serializers.Serializer):
     method = serializers.CharField()
     task = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     hyperparameters = serializers.DictField(required=False, default=dict)
+    allow_shorter_max_length = serializers.BooleanField(
+        required=False, default=False, help_text="When the job does not fit any worker, may max_length be shortened?"
+    )
 
     def validate_dataset(self, value: Any) -> list[str]:
         values = value if isinstance(value, list) else [value]

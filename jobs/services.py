@@ -18,7 +18,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import FailureReason, Job, Kind, Status, Worker
-from jobs.training import METHODS, METHODS_BY_TASK, SpecError, estimate_memory, resolve_hyperparameters
+from jobs.training import METHODS, METHODS_BY_TASK, Hyperparameters, SpecError, resolve_hyperparameters
+from jobs.training.execution import Capabilities, Execution
+from jobs.training.memory import (
+    MemoryEstimate,
+    ModelShape,
+    describe_bytes,
+    fit_to_memory,
+    minimum_worker_memory,
+    usable_memory,
+)
 from webapp.catalog.models import CatalogModel
 from webapp.datasets.models import Dataset
 from webapp.datasets.models import Status as DatasetStatus
@@ -86,38 +95,27 @@ def task_methods(model: CatalogModel, task: str) -> dict[str, str]:
 
 
 def estimate_job(
-    base_model: CatalogModel, datasets: list[Dataset], method: str, task: str, hp: dict[str, Any], device: str
+    base_model: CatalogModel,
+    datasets: list[Dataset],
+    method: str,
+    task: str,
+    hp: dict[str, Any],
+    memory: MemoryEstimate,
+    execution: Execution,
 ) -> dict[str, Any]:
     """Memory, trainable parameters and wall time before launch (estimates, labelled as such)."""
-    config = model_config(base_model)
-    hidden = int(config.get("hidden_size") or config.get("d_model") or 768)
-    layers = int(config.get("num_hidden_layers") or config.get("num_layers") or 12)
-    memory = estimate_memory(
-        base_model.parameter_count,
-        method,
-        task,
-        "bf16" if device == "cuda" and method != "qlora" else "fp32",
-        int(hp["batch_size"]),
-        int(hp["max_length"]),
-        hidden,
-        layers,
-        num_heads=int(config.get("num_attention_heads") or config.get("num_heads") or 0),
-        vocab_size=int(config.get("vocab_size") or 0),
-        lora_r=int(hp["lora_r"]),
-        trainable_layers=int(hp["trainable_layers"]),
-        num_virtual_tokens=int(hp["num_virtual_tokens"]),
-        fused_attention=device == "cuda",
-    )
+    device = execution.device
     rows = sum(int(dataset.rows or 0) for dataset in datasets)
     train_rows = rows * (1 - float(hp["eval_fraction"]))
     mean_tokens = mean_token_length(datasets, int(hp["max_length"]))
     tokens = train_rows * mean_tokens * float(hp["epochs"])
     steps = math.ceil(train_rows / max(int(hp["batch_size"]) * int(hp["gradient_accumulation_steps"]), 1)) * float(hp["epochs"])
-    # Forward + backward ~ 6 FLOPs per parameter per token (2 for frozen weights that still run forward + backward).
-    flops_per_token = 6 * base_model.parameter_count
+    # Forward + backward ~ 6 FLOPs per parameter per token; recomputing activations adds another forward (+2).
+    flops_per_token = (8 if execution.activation_checkpointing else 6) * base_model.parameter_count
     seconds = tokens * flops_per_token / ASSUMED_FLOPS[device]
     return {
         "memory": memory.to_dict(),
+        "execution": execution.describe(),
         "trainable_parameters": memory.trainable_parameters,
         "total_parameters": base_model.parameter_count,
         "train_rows": int(train_rows),
@@ -126,6 +124,16 @@ def estimate_job(
         "seconds": int(seconds) + 5,
         "device": device,
     }
+
+
+def _worker_capabilities(workers: list[Worker]) -> Capabilities:
+    """What the queue's best-equipped worker offers (registered at its start)."""
+    merged: dict[str, bool] = {}
+    for worker in workers:
+        for device in worker.devices:
+            for key, value in (device.get("capabilities") or {}).items():
+                merged[key] = merged.get(key, False) or bool(value)
+    return Capabilities.from_dict(merged)
 
 
 def mean_token_length(datasets: list[Dataset], max_length: int) -> float:
@@ -145,8 +153,13 @@ def plan_job(
     method: str,
     task: str | None = None,
     hyperparameters: dict[str, Any] | None = None,
+    allow_shorter_max_length: bool = False,
 ) -> JobPlan:
-    """Check a requested job end to end; raise LayercakeError with the reason when it cannot work."""
+    """Check a requested job end to end and make it fit the workers: raise LayercakeError only when it cannot work.
+
+    A job that does not fit as asked is changed, the cheapest way first (jobs.training.memory.fit_to_memory), and the
+    changes are listed in the plan's warnings and in `estimate["changes"]`.
+    """
     hyperparameters = dict(hyperparameters or {})
     base_model = CatalogModel.objects.visible_to(owner).filter(pk=base_model_id).first() if valid_uuid(base_model_id) else None
     if base_model is None:
@@ -195,20 +208,42 @@ def plan_job(
     needs_gpu = method == "qlora"
     queue = "gpu" if gpu_workers or needs_gpu else "cpu"
     device = "cuda" if queue == "gpu" and gpu_workers else "cpu"
-    estimate = estimate_job(base_model, datasets, method, task, resolved, device)
-    warnings = []
     candidates = [worker for worker in workers if queue in worker.queues]
-    if candidates:
-        largest = max(worker.memory_bytes for worker in candidates)
-        if largest and estimate["memory"]["total"] > largest:
-            need, have = estimate["memory"]["total"] / 2**30, largest / 2**30
-            raise invalid(
-                f"This job needs about {need:.1f} GiB but the largest {queue} worker has {have:.1f} GiB: "
-                "use LoRA/QLoRA, a smaller batch_size or max_length.",
-                "hyperparameters",
-            )
-    else:
+    largest = max((worker.memory_bytes for worker in candidates), default=0)
+    labels = sum(len((dataset.profile or {}).get("labels") or {}) for dataset in datasets) or 2
+    try:
+        fit = fit_to_memory(
+            ModelShape.from_dir(base_model.local_dir()),
+            task,
+            method,
+            Hyperparameters(**resolved),
+            device,
+            usable_memory(device, largest) if largest else 1 << 62,
+            capabilities=_worker_capabilities(candidates) if device == "cuda" else None,
+            base_model_dir=base_model.local_dir(),
+            num_labels=labels,
+            allow_shorter_max_length=allow_shorter_max_length,
+        )
+    except SpecError as error:
+        raise invalid(error.messages[0], "base_model") from error
+    warnings = list(fit.changes) + list(fit.execution.notes)
+    if candidates and not fit.fits:
+        need = describe_bytes(fit.estimate.total)
+        have = describe_bytes(usable_memory(device, largest))
+        shorter = "" if allow_shorter_max_length else " Allow a shorter max_length, or"
+        raise invalid(
+            f"This job needs about {need} even with activation checkpointing and a micro-batch of "
+            f"{fit.hyperparameters.batch_size}, but the largest {queue} worker can give a run {have}.{shorter} "
+            f"use LoRA/QLoRA, or add a {queue} worker with at least "
+            f"{describe_bytes(minimum_worker_memory(device, fit.estimate.total))}.",
+            "hyperparameters",
+        )
+    if not candidates:
         warnings.append(f"No {queue} worker is online right now: the job will wait in the queue until one starts.")
+    resolved = fit.hyperparameters.to_dict()
+    estimate = estimate_job(base_model, datasets, method, task, resolved, fit.estimate, fit.execution)
+    estimate["changes"] = list(fit.changes)
+    estimate["allow_shorter_max_length"] = allow_shorter_max_length
     return JobPlan(owner, base_model, datasets, method, task, hyperparameters, resolved, estimate, queue, warnings)
 
 
@@ -284,6 +319,7 @@ def retry(job: Job) -> Job:
         job.method,
         job.task,
         job.requested_hyperparameters,
+        allow_shorter_max_length=bool((job.estimate or {}).get("allow_shorter_max_length")),
     )
     return create_job(plan, retry_of=job)
 

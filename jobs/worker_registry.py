@@ -25,9 +25,19 @@ def detect_devices() -> list[dict[str, Any]]:
     try:
         import torch
 
+        from jobs.training.execution import local_capabilities
+
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            devices.append({"kind": "cuda", "name": props.name, "memory_bytes": int(props.total_memory)})
+            devices.append(
+                {
+                    "kind": "cuda",
+                    "name": props.name,
+                    "memory_bytes": int(props.total_memory),
+                    # What the planner needs to predict this worker's runs: bf16, flash-attn, Liger, bitsandbytes.
+                    "capabilities": local_capabilities().to_dict(),
+                }
+            )
     except Exception:  # no torch CUDA runtime: a CPU worker
         logger.debug("no CUDA devices", exc_info=True)
     if not devices:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobs.training.memory import MemoryEstimate, estimate_memory
+from jobs.training.memory import MemoryEstimate, estimate_memory, estimate_run_memory
 from jobs.training.presets import resolve_hyperparameters, validate_overrides
 from jobs.training.spec import (
     METHODS,
@@ -39,6 +39,7 @@ __all__ = [
     "TrainingSpec",
     "TrainingSummary",
     "estimate_memory",
+    "estimate_run_memory",
     "resolve_hyperparameters",
     "train",
     "validate_overrides",

@@ -1,159 +1,598 @@
-"""Accelerator memory needed by a training run, estimated before launch for the job form and worker routing."""
+"""Peak memory of a training run, predicted before launch from what the engine will actually do.
+
+A measurement model, not a rule of thumb:
+- Parameter counts are exact: the task's model class is built on the meta device (no memory, no weights read) and the
+  engine's own `prepare_model` applies the method to it, so trainable parameters, LoRA targets, frozen layers and the
+  bytes per stored weight are the ones the run will have.
+- Activations are measured: one and two blocks of the same architecture, narrowed by a factor k (every width divided
+  by k, the head count kept), run forward with the method applied and the run's dtype / autocast on the CPU, while
+  autograd's saved-tensor hook counts the bytes kept for backward. The difference between two blocks and one is a
+  block's activations per token, linear in the widths, so it scales back up by k.
+- What the engine does on the device (`jobs.training.execution.Execution`) decides the rest: weights in fp32, bf16 or
+  4-bit, autocast's 16-bit weight copies, activation checkpointing, TRL's fused LM head (chunked: the
+  batch x length x vocab logits are never built), Liger's fused layers.
+
+Constants that no shape explains (allocator slack, the Python process's own growth while training on CPU) were
+fitted on measured runs: tests/training/test_memory_calibration.py keeps them honest on CPU, and bench/bench_gpu.py
+reports estimate / measured peak on a GPU.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import math
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
-from jobs.training.spec import SpecError
+from jobs.training.execution import Capabilities, Execution, plan_execution
+from jobs.training.spec import Hyperparameters, SpecError
 
-_BYTES_PER_PARAMETER = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "4bit": 0.5 + 0.0625}  # 4bit: NF4 + absmax/quant consts
-
-# Bytes kept per token and per layer for the backward pass, in units of the hidden size, for a standard
-# pre-norm transformer block. Korthikanti et al. (2022, "Reducing activation recomputation") count 34*h bytes at
-# 16-bit for one block; we use 34 values per token so the figure scales with the activation dtype.
-_ACTIVATION_VALUES_PER_HIDDEN = 34
-# Attention probabilities and their dropout mask are kept per head and per token pair (the 5*a*s term) unless a
-# fused kernel (flash / memory-efficient SDPA, as on CUDA) recomputes them.
-_ATTENTION_VALUES_PER_PAIR = 5
+GiB = 1024**3
+# bitsandbytes NF4 with double quantisation: 4 bits per weight, plus an 8-bit absmax per 64 weights and a
+# second-level fp32 constant per 256 absmaxes.
+NF4_BYTES_PER_PARAMETER = 0.5 + 1 / 64 + 4 / (64 * 256)
+_DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+# TRL's fused LM head projects tiles of at most 4096 tokens x 32768 vocabulary entries (trl.kernels.chunked_logprob).
+_FUSED_HEAD_TOKENS, _FUSED_HEAD_VOCAB = 4096, 32768
+# Width attributes narrowed together for the activation probe; head counts stay, so head_dim narrows too.
+_WIDTH_ATTRIBUTES = (
+    "hidden_size", "intermediate_size", "head_dim", "d_model", "d_ff", "d_kv", "ffn_dim", "encoder_ffn_dim",
+    "decoder_ffn_dim", "n_embd", "n_inner", "moe_intermediate_size", "shared_expert_intermediate_size",
+    "embedding_size",
+)
+_LAYER_ATTRIBUTES = ("num_hidden_layers", "num_layers", "n_layer", "num_decoder_layers")
+_PROBE_LENGTHS = (32, 64)
 
 
 @dataclass
 class MemoryEstimate:
-    """Bytes by purpose; `total` is what the run needs at its peak (the optimizer step)."""
+    """Bytes by purpose at the run's peak; `total` is what the device must hold.
+
+    `runtime` is what a CPU worker's process grows by besides tensors (datasets, tokenizer, Trainer); on CUDA it is 0
+    because the peak measured there is the allocator's (`torch.cuda.max_memory_allocated`). `loading` is the peak
+    while weights are read, which on CPU can exceed training for a frozen base (file pages plus the tensors).
+    """
 
     weights: int
     gradients: int
     optimizer_state: int
     activations: int
+    logits: int
+    workspace: int
+    runtime: int
+    loading: int
     trainable_parameters: int
+    total_parameters: int
+    device: str = "cpu"
+    activation_checkpointing: bool = False
+
+    @property
+    def training(self) -> int:
+        return (
+            self.weights + self.gradients + self.optimizer_state + self.activations + self.logits + self.workspace
+            + self.runtime
+        )
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer_state + self.activations
+        return max(self.training, self.loading)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "weights": self.weights,
             "gradients": self.gradients,
             "optimizer_state": self.optimizer_state,
             "activations": self.activations,
+            "logits": self.logits,
+            "workspace": self.workspace,
+            "runtime": self.runtime,
+            "loading": self.loading,
             "trainable_parameters": self.trainable_parameters,
+            "total_parameters": self.total_parameters,
+            "device": self.device,
+            "activation_checkpointing": self.activation_checkpointing,
             "total": self.total,
         }
 
 
-def estimate_trainable_parameters(
-    parameter_count: int,
-    method: str,
-    hidden_size: int,
-    num_layers: int,
-    *,
-    lora_r: int = 16,
-    lora_modules_per_layer: int = 2,
-    trainable_layers: int = 2,
-    num_virtual_tokens: int = 16,
-    num_labels: int = 2,
-    vocab_size: int = 0,
-) -> int:
-    """How many parameters a method trains, from the model's shape alone."""
-    head = hidden_size * num_labels + num_labels
-    if method == "full":
-        return parameter_count
-    if method == "freeze":
-        # Blocks hold nearly all parameters apart from the embeddings, which stay frozen.
-        block_parameters = max(parameter_count - vocab_size * hidden_size, 0) / max(num_layers, 1)
-        return int(block_parameters * min(trainable_layers, num_layers)) + head
-    if method in ("lora", "qlora"):
-        # Each adapted square projection gets A (r x h) and B (h x r); peft's defaults adapt q and v.
-        return num_layers * lora_modules_per_layer * 2 * lora_r * hidden_size + head
+@dataclass(frozen=True)
+class ModelShape:
+    """The facts about a base model that memory depends on, read from its config.json alone."""
+
+    config: dict[str, Any]
+    model_type: str
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    encoder_decoder: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelShape:
+        hidden = _first_int(config, ("hidden_size", "d_model", "n_embd", "dim")) or 768
+        layers = _first_int(config, ("num_hidden_layers", "num_layers", "n_layer", "n_layers")) or 12
+        return cls(
+            config=config,
+            model_type=str(config.get("model_type") or ""),
+            hidden_size=hidden,
+            num_layers=layers,
+            vocab_size=int(config.get("vocab_size") or 0),
+            encoder_decoder=bool(config.get("is_encoder_decoder")),
+        )
+
+    @classmethod
+    def from_dir(cls, base_model_dir: Path) -> ModelShape:
+        import json
+
+        config_file = Path(base_model_dir) / "config.json"
+        if not config_file.exists():
+            raise SpecError(f"The base model folder {base_model_dir} holds no config.json.")
+        return cls.from_config(json.loads(config_file.read_text()))
+
+
+def _first_int(config: dict[str, Any], names: tuple[str, ...]) -> int:
+    for name in names:
+        value = config.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return 0
+
+
+def _config_object(shape: ModelShape, **changes: Any) -> Any:
+    from transformers import AutoConfig
+
+    values = {key: value for key, value in shape.config.items() if key not in ("model_type", "transformers_version")}
+    values.pop("quantization_config", None)
+    values.update(changes)
+    return AutoConfig.for_model(shape.model_type, **values)
+
+
+def _apply_method(model: Any, task: str, method: str, hp: Hyperparameters, execution: Execution) -> Any:
+    """The engine's own `prepare_model`, with two stand-ins that change no shape: QLoRA's adapters on unquantised
+    linear layers, and a prompt initialised at random rather than from text (that needs the tokenizer)."""
+    from jobs.training.methods import prepare_model
+
     if method == "prompt_tuning":
-        return num_virtual_tokens * hidden_size
-    if method == "head":
-        return head
-    raise SpecError(f"Unknown method '{method}'.")
+        from peft import PromptTuningConfig, TaskType, get_peft_model
+
+        return get_peft_model(
+            model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp.num_virtual_tokens)
+        )
+    return prepare_model(model, task, "lora" if method == "qlora" else method, hp, Path("."), execution)
+
+
+def _model_class(task: str) -> Any:
+    from jobs.training.methods import _MODEL_CLASS
+
+    return _MODEL_CLASS[task]
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Exact counts from the method applied to a meta-device model."""
+
+    total: int
+    trainable: int
+    quantizable: int  # what bitsandbytes would store in 4-bit: every nn.Linear but the output head
+    block_linear: int  # linear weights inside the blocks: autocast keeps a 16-bit copy of each for backward
+
+
+def _apply_method_on_meta(
+    shape: ModelShape, task: str, method: str, hp: Hyperparameters, execution: Execution, num_labels: int,
+    base_model_dir: Path | None,
+) -> ParameterCounts:
+    import torch
+
+    config = _config_object(shape, **({"num_labels": num_labels} if task in ("classification", "token_classification") else {}))
+    with torch.device("meta"):
+        model = _model_class(task).from_config(config)
+        total = sum(p.numel() for p in model.parameters())
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        quantizable = block_linear = 0
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and id(module.weight) not in head_ids:
+                count = module.weight.numel()
+                quantizable += count
+                if any(f".{n}." in f".{name}." for n in ("layers", "layer", "h", "block")):
+                    block_linear += count
+        model.newly_initialized_modules = _newly_initialized(model, base_model_dir, task)
+        prepared = _apply_method(model, task, method, hp, execution)
+        trainable = sum(p.numel() for p in prepared.parameters() if p.requires_grad)
+    return ParameterCounts(
+        total=total, trainable=trainable, quantizable=quantizable, block_linear=block_linear
+    )
+
+
+def _newly_initialized(model: Any, base_model_dir: Path | None, task: str) -> list[str]:
+    """Modules whose weights the base checkpoint lacks (a new head), read from the safetensors headers."""
+    if base_model_dir is None or task not in ("classification", "token_classification"):
+        return []
+    from safetensors import safe_open
+
+    stored: set[str] = set()
+    for file in sorted(Path(base_model_dir).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt") as weights:
+                stored.update(weights.keys())
+        except Exception:
+            return []
+    if not stored:
+        return []
+    missing = set()
+    for name, _ in model.named_parameters():
+        candidates = {name, name.split(".", 1)[-1], f"{model.base_model_prefix}.{name}"}
+        if not candidates & stored:
+            missing.add(name.rsplit(".", 1)[0])
+    return sorted(missing)
+
+
+@dataclass(frozen=True)
+class ActivationProfile:
+    """Bytes kept for backward per token: inside one block, and outside the blocks (embeddings, final norm)."""
+
+    per_block: float
+    per_pair: float  # per block, per token, per token of sequence length: attention kept as probabilities
+    outside: float
+    residual: float  # one block's input per token: what checkpointing keeps per block
+
+
+def _narrowing(config: dict[str, Any]) -> int:
+    """The largest k in (8, 4, 2, 1) that divides every width and keeps heads at least 8 wide."""
+    heads = _first_int(config, ("num_attention_heads", "num_heads", "n_head")) or 1
+    hidden = _first_int(config, ("hidden_size", "d_model", "n_embd")) or 0
+    head_dim = _first_int(config, ("head_dim", "d_kv")) or (hidden // heads if heads else 0)
+    for k in (8, 4, 2):
+        widths = [config[name] for name in _WIDTH_ATTRIBUTES if isinstance(config.get(name), int)]
+        if head_dim // k >= 8 and all(w % k == 0 for w in widths) and (hidden // k) % heads == 0:
+            return k
+    return 1
+
+
+def _saved_bytes(model: Any, inputs: dict[str, Any], autocast: Any) -> int:
+    """Bytes of the tensors autograd keeps for backward during one forward, parameters excluded, views counted once."""
+    import torch
+
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    # Autocast's 16-bit copies of the weights are saved too; they scale with the weights, not the tokens, and are
+    # counted apart (`casts` in estimate_memory).
+    weight_shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
+    weight_shapes |= {shape[::-1] for shape in weight_shapes}
+    kept: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        pointer = storage.data_ptr()
+        if pointer not in parameters and tuple(tensor.shape) not in weight_shapes:
+            kept[pointer] = max(kept.get(pointer, 0), storage.nbytes())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
+        model(**inputs)
+    return sum(kept.values())
+
+
+@lru_cache(maxsize=256)
+def _activation_profile_cached(
+    config_key: str, task: str, method: str, weight_dtype: str, autocast_dtype: str | None, lora_r: int,
+    lora_dropout: float, target_key: str, trainable_layers: int, num_labels: int,
+) -> ActivationProfile:
+    import json
+
+    import torch
+
+    config = json.loads(config_key)
+    shape = ModelShape.from_config(config)
+    k = _narrowing(config)
+    narrowed = {name: config[name] // k for name in _WIDTH_ATTRIBUTES if isinstance(config.get(name), int)}
+    measured: dict[tuple[int, int], float] = {}
+    hp = Hyperparameters(
+        lora_r=max(1, lora_r // k), lora_alpha=max(1, lora_r // k) * 2, lora_dropout=lora_dropout,
+        target_modules=json.loads(target_key), trainable_layers=trainable_layers, prompt_init_text="classify",
+    )
+    execution = Execution(
+        device="cpu", weight_dtype=weight_dtype if weight_dtype != "4bit" else "bf16", autocast_dtype=autocast_dtype,
+        attention="sdpa", packing_strategy=None, activation_checkpointing=False, liger=False, fused_lm_head=False,
+    )
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.bfloat16, "4bit": torch.bfloat16}[weight_dtype]
+    layers_key = next((name for name in _LAYER_ATTRIBUTES if isinstance(config.get(name), int)), "num_hidden_layers")
+    generator = torch.Generator().manual_seed(0)
+    # Four probes: one and two blocks (the difference is one block) at two lengths (the growth per token with length
+    # is attention's per-head, per-pair share, which does not narrow with the widths).
+    for layers in (1, 2):
+        changes: dict[str, Any] = {**narrowed, layers_key: layers, "vocab_size": 128}
+        if "num_decoder_layers" in config:
+            changes["num_decoder_layers"] = layers
+        if task in ("classification", "token_classification"):
+            changes["num_labels"] = num_labels
+        changes["pad_token_id"] = 0
+        probe_config = _config_object(shape, **changes)
+        torch.manual_seed(0)
+        model = _model_class(task).from_config(probe_config).to(dtype)
+        model.newly_initialized_modules = []
+        model = _apply_method(model, task, method, replace(hp, trainable_layers=min(trainable_layers, layers)), execution)
+        if method in ("lora", "qlora"):
+            for name, parameter in model.named_parameters():
+                if "lora_" in name:
+                    parameter.data = parameter.data.float()
+        if method == "qlora":
+            # prepare_model_for_kbit_training upcasts everything bitsandbytes did not quantise (embeddings, norms) to
+            # fp32, so the residual stream runs in fp32.
+            linear = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+            for parameter in model.parameters():
+                if id(parameter) not in linear:
+                    parameter.data = parameter.data.float()
+        model.train()
+        for length in _PROBE_LENGTHS:
+            tokens = torch.randint(1, 128, (1, length), generator=generator)
+            inputs: dict[str, Any] = {"input_ids": tokens, "attention_mask": torch.ones_like(tokens)}
+            if shape.encoder_decoder:
+                inputs["decoder_input_ids"] = tokens
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if autocast_dtype else contextlib.nullcontext()
+            measured[(layers, length)] = _saved_bytes(_backbone(model, task), inputs, autocast) / length
+    short, long = _PROBE_LENGTHS
+    block_short = measured[(2, short)] - measured[(1, short)]
+    block_long = measured[(2, long)] - measured[(1, long)]
+    per_pair = max(block_long - block_short, 0.0) / (long - short)  # bytes per token per extra token of length
+    per_block = max(block_short - per_pair * short, 0.0) * k
+    outside = max(measured[(1, short)] - block_short, 0.0) * k
+    residual_bytes = 4 if weight_dtype in ("fp32", "4bit") else 2
+    residual = shape.hidden_size * residual_bytes * (2 if shape.encoder_decoder else 1)
+    return ActivationProfile(per_block=per_block, per_pair=per_pair, outside=outside, residual=residual)
+
+
+def _backbone(model: Any, task: str) -> Any:
+    """What runs before the task's loss: the whole model for heads and seq2seq, the decoder stack for causal LMs
+    (TRL's fused head replaces the LM head, so its logits are counted apart)."""
+    if task in ("sft", "text"):
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if hasattr(model, "prompt_encoder"):
+            return model  # prompt tuning: peft prepends the virtual tokens in its own forward
+        return getattr(inner, inner.base_model_prefix, inner)
+    return model
+
+
+def activation_profile(
+    shape: ModelShape, task: str, method: str, hp: Hyperparameters, execution: Execution, num_labels: int = 2
+) -> ActivationProfile:
+    import json
+
+    return _activation_profile_cached(
+        json.dumps(shape.config, sort_keys=True, default=str), task, method, execution.weight_dtype,
+        execution.autocast_dtype, int(hp.lora_r), float(hp.lora_dropout),
+        json.dumps(hp.target_modules), int(hp.trainable_layers), num_labels,
+    )
+
+
+def _logits_bytes(shape: ModelShape, task: str, hp: Hyperparameters, execution: Execution, tokens: int) -> int:
+    """The loss's share: TRL's fused head for causal LMs, full logits for seq2seq, next to nothing for heads."""
+    vocab = shape.vocab_size
+    if task in ("sft", "text"):
+        tile_tokens = min(tokens, _FUSED_HEAD_TOKENS)
+        tile_vocab = min(vocab, _FUSED_HEAD_VOCAB)
+        compute = 2 if execution.autocast_dtype else 4
+        # One projection tile, its softmax statistics on the CPU path (a few tile-sized temporaries), the fp32 gradient
+        # of the hidden states and the hidden states the head saves.
+        temporaries = 1 if execution.device == "cuda" else 3
+        return tile_tokens * tile_vocab * compute * temporaries + tokens * shape.hidden_size * (4 + compute)
+    if task == "seq2seq":
+        # Seq2SeqTrainer's loss: logits, their fp32 log-softmax, and the logits' gradient.
+        return tokens * vocab * 4 * 3
+    return 0
 
 
 def estimate_memory(
-    parameter_count: int,
-    method: str,
+    shape: ModelShape,
     task: str,
-    precision: str,
-    batch_size: int,
-    max_length: int,
-    hidden_size: int,
-    num_layers: int,
+    method: str,
+    hp: Hyperparameters,
+    execution: Execution,
     *,
-    num_heads: int = 0,
-    vocab_size: int = 0,
-    lora_r: int = 16,
-    trainable_layers: int = 2,
-    num_virtual_tokens: int = 16,
-    gradient_checkpointing: bool = False,
-    fused_attention: bool = False,
+    base_model_dir: Path | None = None,
+    num_labels: int = 2,
 ) -> MemoryEstimate:
-    """Peak memory of one training step with AdamW, split into weights, gradients, optimizer state, activations.
-
-    `precision` is the dtype the frozen or trained weights are stored in ("fp32", "bf16", "4bit" for QLoRA);
-    trainable parameters, their gradients and AdamW's two moments are always fp32 (Trainer's mixed precision keeps
-    fp32 master weights).
-
-    Why this lands above the "2.5x the model's size" rule of thumb: fp32 AdamW alone keeps weights (4 bytes/param),
-    gradients (4) and two moments (8) = 16 bytes, 4x the fp32 model, before a single activation. The 2.5x figure
-    matches an optimizer with a 2-byte state (8-bit Adam: 4 + 4 + 2 = 10 bytes, or SGD with momentum at fp16),
-    and it ignores activations, which grow with batch x length x layers and, for small LMs with large vocabularies, the
-    logits (batch x length x vocab, in fp32, kept twice for the loss). For a 135M LM at batch 8 x 512 the logits
-    alone exceed the weights. Adapters (LoRA, prompt tuning) keep the full weights and the activations but drop
-    gradients and optimizer state to the adapter's size; QLoRA also shrinks the weights to ~0.56 bytes/param.
-    What it leaves out: the CUDA context and allocator fragmentation (~0.5-1 GiB on a GPU), and on CPU the
-    Python process itself.
-    """
-    if precision not in _BYTES_PER_PARAMETER:
-        raise SpecError(f"Unknown precision '{precision}'; choose one of {', '.join(_BYTES_PER_PARAMETER)}.")
-    if method == "qlora":
-        precision = "4bit"
-    trainable = estimate_trainable_parameters(
-        parameter_count,
-        method,
-        hidden_size,
-        num_layers,
-        lora_r=lora_r,
-        trainable_layers=trainable_layers,
-        num_virtual_tokens=num_virtual_tokens,
-        vocab_size=vocab_size,
-    )
-    weight_bytes = _BYTES_PER_PARAMETER[precision]
-    if method in ("full", "freeze", "head"):
-        weights = parameter_count * weight_bytes
+    """Peak memory of one training step of this run on `execution.device`."""
+    counts = _apply_method_on_meta(shape, task, method, hp, execution, num_labels, base_model_dir)
+    on_cuda = execution.device == "cuda"
+    if execution.weight_dtype == "4bit":
+        # prepare_model_for_kbit_training keeps what was not quantised (embeddings, norms) in fp32.
+        weights = counts.quantizable * NF4_BYTES_PER_PARAMETER + (counts.total - counts.quantizable) * 4
     else:
-        # The adapter's own weights are fp32 on top of the (possibly low-precision) base.
-        weights = parameter_count * weight_bytes + trainable * 4
-    gradients = trainable * 4
-    optimizer_state = trainable * 8
+        weights = counts.total * _DTYPE_BYTES[execution.weight_dtype]
+    adapter = method in ("lora", "qlora", "prompt_tuning")
+    if adapter:
+        weights += counts.trainable * 4  # adapters (and heads they save) train in fp32
+    gradients = counts.trainable * 4
+    optimizer_state = counts.trainable * 8  # AdamW: two fp32 moments
 
-    activation_bytes = 4 if precision == "fp32" else 2
-    tokens = batch_size * max_length
-    if task == "seq2seq":
-        # Encoder and decoder stacks each see the sequence; the decoder adds cross-attention (~1.3x a block).
-        num_layers = int(num_layers * 2.3)
-    per_layer = tokens * hidden_size * _ACTIVATION_VALUES_PER_HIDDEN
-    if not fused_attention and num_heads:
-        per_layer += batch_size * num_heads * max_length * max_length * _ATTENTION_VALUES_PER_PAIR
+    tokens = hp.batch_size * hp.max_length
+    if method == "prompt_tuning":
+        tokens = hp.batch_size * (hp.max_length + hp.num_virtual_tokens)
+    profile = activation_profile(shape, task, method, hp, execution, num_labels)
+    layers = shape.num_layers
+    if method == "freeze":
+        # Nothing below the first trainable block needs a gradient, so autograd keeps nothing there.
+        layers = min(hp.trainable_layers, layers)
+    block = profile.per_block + profile.per_pair * hp.max_length
+    if execution.activation_checkpointing:
+        # Each block keeps its input; during backward one block's activations are recomputed at a time. Trainer makes
+        # the embeddings' output require grad under checkpointing, so even frozen blocks keep their input.
+        blocks = shape.num_layers * profile.residual + block
+    else:
+        blocks = layers * block
+    if execution.liger:
+        # Liger's RMSNorm and SwiGLU recompute what the eager layers keep: about a third of a block's activations.
+        blocks *= 0.7
+    activations = int(tokens * (blocks + profile.outside))
     if method == "head":
-        # Nothing flows back into the frozen base: only one block's transient forward activations are alive.
-        layer_activations = per_layer
-    elif gradient_checkpointing:
-        # Only each block's input is kept; one block is recomputed at a time during backward.
-        layer_activations = tokens * hidden_size * num_layers + per_layer
-    else:
-        layer_activations = per_layer * num_layers
-    activations = layer_activations * activation_bytes
-    if task in ("sft", "text", "seq2seq") and vocab_size:
-        # Logits, their fp32 upcast for the loss, and the gradient of the logits: three fp32 copies.
-        activations += tokens * vocab_size * 4 * 3
+        activations = int(tokens * (block + profile.outside))  # nothing flows back into the frozen base
+
+    # Autocast keeps a 16-bit copy of each fp32 weight that a matmul used, until its backward (per block under
+    # checkpointing).
+    casts = 0
+    if execution.autocast_dtype and execution.weight_dtype == "fp32":
+        per_block_linear = counts.block_linear / max(layers, 1)
+        casts = int(2 * (per_block_linear if execution.activation_checkpointing else counts.block_linear))
+    logits = _logits_bytes(shape, task, hp, execution, tokens)
+
+    workspace = casts
+    if on_cuda:
+        # Fused AdamW updates in place; the allocator's rounding and cuBLAS workspaces come on top.
+        workspace += int(0.03 * (weights + gradients + optimizer_state)) + 64 * 2**20
+    runtime = 0
+    loading = 0
+    if not on_cuda:
+        workspace += int(0.05 * (weights + gradients + optimizer_state))
+        if method in ("lora", "qlora", "prompt_tuning", "freeze"):
+            # With a frozen base the CPU peak falls in the backward pass, where the activations' gradients and the
+            # allocator's unreturned blocks sit beside what forward kept; with full fine-tuning the gradients take
+            # that room and are counted as such. Fitted on the calibration runs.
+            activations = int(activations * CPU_BACKWARD_FACTOR)
+        runtime = CPU_RUNTIME_BYTES + (CPU_TRL_RUNTIME_BYTES if task in ("sft", "text") else 0)
+        # Loading reads the safetensors through a memory map: the file's pages and the tensors are resident at once.
+        loading = int(2 * counts.total * _DTYPE_BYTES.get(execution.weight_dtype, 2)) + runtime
     return MemoryEstimate(
         weights=int(weights),
         gradients=int(gradients),
         optimizer_state=int(optimizer_state),
-        activations=int(activations),
-        trainable_parameters=int(trainable),
+        activations=activations,
+        logits=int(logits),
+        workspace=int(workspace),
+        runtime=runtime,
+        loading=loading,
+        trainable_parameters=counts.trainable,
+        total_parameters=counts.total,
+        device=execution.device,
+        activation_checkpointing=execution.activation_checkpointing,
     )
+
+
+# What a CPU training process grows by besides tensors: datasets and Arrow buffers, the tokenizer, Trainer and
+# accelerate state, lazily imported modules. Fitted on tiny-model runs (tests/training/test_memory_calibration.py).
+CPU_RUNTIME_BYTES = 38 * 2**20
+CPU_TRL_RUNTIME_BYTES = 12 * 2**20  # TRL's SFTTrainer: its collator, metrics and tokenized copies
+CPU_BACKWARD_FACTOR = 1.7
+
+
+def estimate_run_memory(
+    base_model_dir: Path,
+    task: str,
+    method: str,
+    hp: Hyperparameters,
+    device: str,
+    capabilities: Capabilities | None = None,
+    num_labels: int = 2,
+) -> MemoryEstimate:
+    """The estimate for a run as the engine will execute it on `device` with a worker of these capabilities."""
+    shape = ModelShape.from_dir(base_model_dir)
+    execution = plan_execution(
+        task, method, shape.model_type, device, packing=hp.packing,
+        activation_checkpointing=hp.activation_checkpointing, capabilities=capabilities,
+    )
+    return estimate_memory(shape, task, method, hp, execution, base_model_dir=base_model_dir, num_labels=num_labels)
+
+
+@dataclass
+class MemoryFit:
+    """A run made to fit a memory budget: the hyperparameters to use, what changed and why, and the estimate."""
+
+    hyperparameters: Hyperparameters
+    estimate: MemoryEstimate
+    execution: Execution
+    budget: int
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.estimate.total <= self.budget
+
+
+def usable_memory(device: str, memory_bytes: int) -> int:
+    """What a worker can give a run: on CUDA the card less the context and fragmentation, on CPU the RAM less the
+    worker's own processes and the operating system."""
+    if device == "cuda":
+        return int(memory_bytes * 0.92) - 2**30
+    return int(memory_bytes * 0.85) - 2**30
+
+
+def minimum_worker_memory(device: str, need: int) -> int:
+    """The smallest worker memory whose usable share holds `need` bytes (the inverse of `usable_memory`)."""
+    share, reserve = (0.92, 2**30) if device == "cuda" else (0.85, 2**30)
+    return int((need + reserve) / share)
+
+
+def fit_to_memory(
+    shape: ModelShape,
+    task: str,
+    method: str,
+    hp: Hyperparameters,
+    device: str,
+    budget: int,
+    *,
+    capabilities: Capabilities | None = None,
+    base_model_dir: Path | None = None,
+    num_labels: int = 2,
+    allow_shorter_max_length: bool = False,
+    headroom: float = 0.9,
+) -> MemoryFit:
+    """The cheapest change that makes the run fit `budget` bytes, tried in order of what it costs the user:
+
+    1. nothing: checkpointing stays off when the run fits with `headroom` to spare (it costs a third of the speed);
+    2. activation checkpointing on;
+    3. a smaller micro-batch with more gradient accumulation, so the effective batch stays the same;
+    4. a shorter max_length, only when the user allowed it.
+    Returns the last attempt (with `fits` False) when nothing works: the caller refuses with its figures.
+    """
+
+    def attempt(candidate: Hyperparameters) -> tuple[MemoryEstimate, Execution]:
+        execution = plan_execution(
+            task, method, shape.model_type, device, packing=candidate.packing,
+            activation_checkpointing=candidate.activation_checkpointing, capabilities=capabilities,
+        )
+        estimate = estimate_memory(
+            shape, task, method, candidate, execution, base_model_dir=base_model_dir, num_labels=num_labels
+        )
+        return estimate, execution
+
+    current = replace(hp, activation_checkpointing=bool(hp.activation_checkpointing))
+    changes: list[str] = []
+    estimate, execution = attempt(current)
+    if estimate.total <= budget * headroom or (hp.activation_checkpointing and estimate.total <= budget):
+        return MemoryFit(current, estimate, execution, budget, changes)
+    if method != "head" and not current.activation_checkpointing:
+        current = replace(current, activation_checkpointing=True)
+        estimate, execution = attempt(current)
+        changes.append(
+            "Activation checkpointing is on: without it the run needs more memory than the worker has "
+            "(it recomputes activations in the backward pass, about a third slower)."
+        )
+        if estimate.total <= budget:
+            return MemoryFit(current, estimate, execution, budget, changes)
+    effective = current.batch_size * current.gradient_accumulation_steps
+    while current.batch_size > 1 and estimate.total > budget:
+        batch = max(1, current.batch_size // 2)
+        accumulation = math.ceil(effective / batch)
+        current = replace(current, batch_size=batch, gradient_accumulation_steps=accumulation)
+        estimate, execution = attempt(current)
+    if current.batch_size != hp.batch_size:
+        changes.append(
+            f"Micro-batch {hp.batch_size} -> {current.batch_size} with gradient accumulation "
+            f"{hp.gradient_accumulation_steps} -> {current.gradient_accumulation_steps}: the effective batch stays "
+            f"{current.batch_size * current.gradient_accumulation_steps}."
+        )
+    if estimate.total > budget and allow_shorter_max_length:
+        original = current.max_length
+        while current.max_length > 64 and estimate.total > budget:
+            current = replace(current, max_length=max(64, current.max_length // 2))
+            estimate, execution = attempt(current)
+        if current.max_length != original:
+            changes.append(
+                f"max_length {original} -> {current.max_length}, as you allowed: longer rows are truncated."
+            )
+    return MemoryFit(current, estimate, execution, budget, changes)
+
+
+def describe_bytes(value: int) -> str:
+    return f"{value / GiB:.1f} GiB" if value >= GiB else f"{value / 2**20:.0f} MiB"
+

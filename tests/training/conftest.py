@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from jobs.training.tiny import build_tiny_causal_lm, build_tiny_encoder, build_tiny_seq2seq
+from tests.training.bundled import minilm_dir, smollm2_dir  # noqa: F401 (session fixtures)
 
 torch.set_num_threads(1)
 

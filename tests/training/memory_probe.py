@@ -32,4 +32,4 @@ if __name__ == "__main__":
     before = psutil.Process().memory_info().rss
     result = train(spec)
     peak = peak_rss_bytes()
-    print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "steps": result.summary.global_step}))
+    print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "steps": result.summary.global_step, "tokens": result.summary.tokens_seen}))
