@@ -88,7 +88,8 @@ def test_cancel_of_a_running_job_stops_it_within_ten_seconds(start_worker, alice
 
 def test_a_job_whose_worker_is_killed_resumes_from_its_checkpoint(start_worker, alice, tiny_lm, sft_data):
     first = start_worker(extra_env=FAST_BEATS)
-    job = long_job(alice, tiny_lm, sft_data, epochs=10)
+    # Long enough that step 8 is far from the end: the kill must land mid-training.
+    job = long_job(alice, tiny_lm, sft_data, epochs=25)
     wait_for(
         lambda: (Job.objects.get(pk=job.pk).progress or {}).get("step", 0) >= 8,
         timeout=180, message=f"job did not get past its first checkpoints ({Job.objects.get(pk=job.pk).status}):\n{first.output()[-6000:]}",
