@@ -5,7 +5,6 @@ Validation happens here, before a row exists: a job that is created can run.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import uuid
@@ -71,11 +70,6 @@ def invalid(message: str, field_name: str | None = None, details: list[RowError]
 def online_workers() -> list[Worker]:
     since = timezone.now() - timedelta(seconds=settings.LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS)
     return list(Worker.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=since))
-
-
-def model_config(model: CatalogModel) -> dict[str, Any]:
-    config_file = model.local_dir() / "config.json"
-    return json.loads(config_file.read_text()) if config_file.exists() else {}
 
 
 def task_methods(model: CatalogModel, task: str) -> dict[str, str]:
@@ -158,7 +152,7 @@ def plan_job(
     """Check a requested job end to end and make it fit the workers: raise LayercakeError only when it cannot work.
 
     A job that does not fit as asked is changed, the cheapest way first (jobs.training.memory.fit_to_memory), and the
-    changes are listed in the plan's warnings and in `estimate["changes"]`.
+    changes are listed in `estimate["changes"]`.
     """
     hyperparameters = dict(hyperparameters or {})
     base_model = CatalogModel.objects.visible_to(owner).filter(pk=base_model_id).first() if valid_uuid(base_model_id) else None
@@ -226,7 +220,7 @@ def plan_job(
         )
     except SpecError as error:
         raise invalid(error.messages[0], "base_model") from error
-    warnings = list(fit.changes) + list(fit.execution.notes)
+    warnings = list(fit.execution.notes)
     if candidates and not fit.fits:
         need = describe_bytes(fit.estimate.total)
         have = describe_bytes(usable_memory(device, largest))

@@ -22,7 +22,7 @@ LIGER_MODEL_TYPES = frozenset(
     {"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2",
      "granite", "glm4", "smollm3"}
 )
-# Model types on which a causal-LM task runs through TRL's SFTTrainer (the fused, chunked LM head applies).
+# Tasks that train through TRL's SFTTrainer, whose fused, chunked LM head never builds the full logits.
 CAUSAL_TASKS = ("sft", "text")
 
 
@@ -97,10 +97,6 @@ class Execution:
     liger: bool  # Liger's fused RMSNorm / RoPE / SwiGLU kernels
     fused_lm_head: bool  # TRL's chunked log-prob head: the batch x length x vocab logits never exist
     notes: list[str] = field(default_factory=list, compare=False)
-
-    @property
-    def padding_free(self) -> bool:
-        return self.packing_strategy in ("bfd", "bfd_split")
 
     def describe(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if key != "notes"} | {"notes": list(self.notes)}

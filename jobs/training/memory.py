@@ -20,6 +20,7 @@ reports estimate / measured peak on a GPU.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -123,8 +124,6 @@ class ModelShape:
 
     @classmethod
     def from_dir(cls, base_model_dir: Path) -> ModelShape:
-        import json
-
         config_file = Path(base_model_dir) / "config.json"
         if not config_file.exists():
             raise SpecError(f"The base model folder {base_model_dir} holds no config.json.")
@@ -148,7 +147,7 @@ def _config_object(shape: ModelShape, **changes: Any) -> Any:
     return AutoConfig.for_model(shape.model_type, **values)
 
 
-def _apply_method(model: Any, task: str, method: str, hp: Hyperparameters, execution: Execution) -> Any:
+def _apply_method(model: Any, task: str, method: str, hp: Hyperparameters) -> Any:
     """The engine's own `prepare_model`, with two stand-ins that change no shape: QLoRA's adapters on unquantised
     linear layers, and a prompt initialised at random rather than from text (that needs the tokenizer)."""
     from jobs.training.methods import prepare_model
@@ -159,7 +158,15 @@ def _apply_method(model: Any, task: str, method: str, hp: Hyperparameters, execu
         return get_peft_model(
             model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=hp.num_virtual_tokens)
         )
-    return prepare_model(model, task, "lora" if method == "qlora" else method, hp, Path("."), execution)
+    return prepare_model(model, task, "lora" if method == "qlora" else method, hp, Path("."), _PROBE_EXECUTION)
+
+
+# What prepare_model needs to apply a method for counting and probing (it reads the execution only for QLoRA's
+# k-bit preparation, which these stand-ins skip).
+_PROBE_EXECUTION = Execution(
+    device="cpu", weight_dtype="fp32", autocast_dtype=None, attention="sdpa", packing_strategy=None,
+    activation_checkpointing=False, liger=False, fused_lm_head=False,
+)
 
 
 def _model_class(task: str) -> Any:
@@ -178,12 +185,28 @@ class ParameterCounts:
     block_linear: int  # linear weights inside the blocks: autocast keeps a 16-bit copy of each for backward
 
 
-def _apply_method_on_meta(
-    shape: ModelShape, task: str, method: str, hp: Hyperparameters, execution: Execution, num_labels: int,
-    base_model_dir: Path | None,
+def parameter_counts(
+    shape: ModelShape, task: str, method: str, hp: Hyperparameters, num_labels: int, base_model_dir: Path | None
+) -> ParameterCounts:
+    """Exact counts for the method on this model; cached, since fitting a run tries several batch shapes."""
+    return _parameter_counts_cached(
+        _config_key(shape), task, method, int(hp.lora_r), json.dumps(hp.target_modules), int(hp.trainable_layers),
+        int(hp.num_virtual_tokens), num_labels, str(base_model_dir) if base_model_dir else None,
+    )
+
+
+@lru_cache(maxsize=256)
+def _parameter_counts_cached(
+    config_key: str, task: str, method: str, lora_r: int, target_key: str, trainable_layers: int,
+    num_virtual_tokens: int, num_labels: int, base_model_dir: str | None,
 ) -> ParameterCounts:
     import torch
 
+    shape = ModelShape.from_config(json.loads(config_key))
+    hp = Hyperparameters(
+        lora_r=lora_r, target_modules=json.loads(target_key), trainable_layers=trainable_layers,
+        num_virtual_tokens=num_virtual_tokens,
+    )
     config = _config_object(shape, **({"num_labels": num_labels} if task in ("classification", "token_classification") else {}))
     with torch.device("meta"):
         model = _model_class(task).from_config(config)
@@ -197,12 +220,14 @@ def _apply_method_on_meta(
                 quantizable += count
                 if any(f".{n}." in f".{name}." for n in ("layers", "layer", "h", "block")):
                     block_linear += count
-        model.newly_initialized_modules = _newly_initialized(model, base_model_dir, task)
-        prepared = _apply_method(model, task, method, hp, execution)
+        model.newly_initialized_modules = _newly_initialized(model, Path(base_model_dir) if base_model_dir else None, task)
+        prepared = _apply_method(model, task, method, hp)
         trainable = sum(p.numel() for p in prepared.parameters() if p.requires_grad)
-    return ParameterCounts(
-        total=total, trainable=trainable, quantizable=quantizable, block_linear=block_linear
-    )
+    return ParameterCounts(total=total, trainable=trainable, quantizable=quantizable, block_linear=block_linear)
+
+
+def _config_key(shape: ModelShape) -> str:
+    return json.dumps(shape.config, sort_keys=True, default=str)
 
 
 def _newly_initialized(model: Any, base_model_dir: Path | None, task: str) -> list[str]:
@@ -278,8 +303,6 @@ def _activation_profile_cached(
     config_key: str, task: str, method: str, weight_dtype: str, autocast_dtype: str | None, lora_r: int,
     lora_dropout: float, target_key: str, trainable_layers: int, num_labels: int,
 ) -> ActivationProfile:
-    import json
-
     import torch
 
     config = json.loads(config_key)
@@ -289,13 +312,10 @@ def _activation_profile_cached(
     measured: dict[tuple[int, int], float] = {}
     hp = Hyperparameters(
         lora_r=max(1, lora_r // k), lora_alpha=max(1, lora_r // k) * 2, lora_dropout=lora_dropout,
-        target_modules=json.loads(target_key), trainable_layers=trainable_layers, prompt_init_text="classify",
+        target_modules=json.loads(target_key), trainable_layers=trainable_layers,
     )
-    execution = Execution(
-        device="cpu", weight_dtype=weight_dtype if weight_dtype != "4bit" else "bf16", autocast_dtype=autocast_dtype,
-        attention="sdpa", packing_strategy=None, activation_checkpointing=False, liger=False, fused_lm_head=False,
-    )
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.bfloat16, "4bit": torch.bfloat16}[weight_dtype]
+    # The CPU has no fp16 autocast and 4-bit weights compute in bf16: both probe as bf16.
+    dtype = torch.float32 if weight_dtype == "fp32" else torch.bfloat16
     layers_key = next((name for name in _LAYER_ATTRIBUTES if isinstance(config.get(name), int)), "num_hidden_layers")
     generator = torch.Generator().manual_seed(0)
     # Four probes: one and two blocks (the difference is one block) at two lengths (the growth per token with length
@@ -311,7 +331,7 @@ def _activation_profile_cached(
         torch.manual_seed(0)
         model = _model_class(task).from_config(probe_config).to(dtype)
         model.newly_initialized_modules = []
-        model = _apply_method(model, task, method, replace(hp, trainable_layers=min(trainable_layers, layers)), execution)
+        model = _apply_method(model, task, method, replace(hp, trainable_layers=min(trainable_layers, layers)))
         if method in ("lora", "qlora"):
             for name, parameter in model.named_parameters():
                 if "lora_" in name:
@@ -356,10 +376,8 @@ def _backbone(model: Any, task: str) -> Any:
 def activation_profile(
     shape: ModelShape, task: str, method: str, hp: Hyperparameters, execution: Execution, num_labels: int = 2
 ) -> ActivationProfile:
-    import json
-
     return _activation_profile_cached(
-        json.dumps(shape.config, sort_keys=True, default=str), task, method, execution.weight_dtype,
+        _config_key(shape), task, method, execution.weight_dtype,
         execution.autocast_dtype, int(hp.lora_r), float(hp.lora_dropout),
         json.dumps(hp.target_modules), int(hp.trainable_layers), num_labels,
     )
@@ -368,7 +386,7 @@ def activation_profile(
 def _logits_bytes(shape: ModelShape, task: str, hp: Hyperparameters, execution: Execution, tokens: int) -> int:
     """The loss's share: TRL's fused head for causal LMs, full logits for seq2seq, next to nothing for heads."""
     vocab = shape.vocab_size
-    if task in ("sft", "text"):
+    if execution.fused_lm_head:
         tile_tokens = min(tokens, _FUSED_HEAD_TOKENS)
         tile_vocab = min(vocab, _FUSED_HEAD_VOCAB)
         compute = 2 if execution.autocast_dtype else 4
@@ -393,7 +411,7 @@ def estimate_memory(
     num_labels: int = 2,
 ) -> MemoryEstimate:
     """Peak memory of one training step of this run on `execution.device`."""
-    counts = _apply_method_on_meta(shape, task, method, hp, execution, num_labels, base_model_dir)
+    counts = parameter_counts(shape, task, method, hp, num_labels, base_model_dir)
     on_cuda = execution.device == "cuda"
     if execution.weight_dtype == "4bit":
         # prepare_model_for_kbit_training keeps what was not quantised (embeddings, norms) in fp32.
@@ -486,11 +504,26 @@ def estimate_run_memory(
 ) -> MemoryEstimate:
     """The estimate for a run as the engine will execute it on `device` with a worker of these capabilities."""
     shape = ModelShape.from_dir(base_model_dir)
+    return _estimate_planned(shape, task, method, hp, device, capabilities, base_model_dir, num_labels)[0]
+
+
+def _estimate_planned(
+    shape: ModelShape,
+    task: str,
+    method: str,
+    hp: Hyperparameters,
+    device: str,
+    capabilities: Capabilities | None,
+    base_model_dir: Path | None,
+    num_labels: int,
+) -> tuple[MemoryEstimate, Execution]:
+    """The engine's execution for these hyperparameters on `device`, and the estimate that follows from it."""
     execution = plan_execution(
         task, method, shape.model_type, device, packing=hp.packing,
         activation_checkpointing=hp.activation_checkpointing, capabilities=capabilities,
     )
-    return estimate_memory(shape, task, method, hp, execution, base_model_dir=base_model_dir, num_labels=num_labels)
+    estimate = estimate_memory(shape, task, method, hp, execution, base_model_dir=base_model_dir, num_labels=num_labels)
+    return estimate, execution
 
 
 @dataclass
@@ -508,18 +541,19 @@ class MemoryFit:
         return self.estimate.total <= self.budget
 
 
+# What a worker can give a run: a share of its memory less a reserve. On CUDA the CUDA context and fragmentation
+# take the rest; on CPU the worker's own processes and the operating system.
+_USABLE_SHARE = {"cuda": 0.92, "cpu": 0.85}
+_WORKER_RESERVE = 2**30
+
+
 def usable_memory(device: str, memory_bytes: int) -> int:
-    """What a worker can give a run: on CUDA the card less the context and fragmentation, on CPU the RAM less the
-    worker's own processes and the operating system."""
-    if device == "cuda":
-        return int(memory_bytes * 0.92) - 2**30
-    return int(memory_bytes * 0.85) - 2**30
+    return int(memory_bytes * _USABLE_SHARE[device]) - _WORKER_RESERVE
 
 
 def minimum_worker_memory(device: str, need: int) -> int:
     """The smallest worker memory whose usable share holds `need` bytes (the inverse of `usable_memory`)."""
-    share, reserve = (0.92, 2**30) if device == "cuda" else (0.85, 2**30)
-    return int((need + reserve) / share)
+    return int((need + _WORKER_RESERVE) / _USABLE_SHARE[device])
 
 
 def fit_to_memory(
@@ -546,16 +580,9 @@ def fit_to_memory(
     """
 
     def attempt(candidate: Hyperparameters) -> tuple[MemoryEstimate, Execution]:
-        execution = plan_execution(
-            task, method, shape.model_type, device, packing=candidate.packing,
-            activation_checkpointing=candidate.activation_checkpointing, capabilities=capabilities,
-        )
-        estimate = estimate_memory(
-            shape, task, method, candidate, execution, base_model_dir=base_model_dir, num_labels=num_labels
-        )
-        return estimate, execution
+        return _estimate_planned(shape, task, method, candidate, device, capabilities, base_model_dir, num_labels)
 
-    current = replace(hp, activation_checkpointing=bool(hp.activation_checkpointing))
+    current = hp
     changes: list[str] = []
     estimate, execution = attempt(current)
     if estimate.total <= budget * headroom or (hp.activation_checkpointing and estimate.total <= budget):

