@@ -11,4 +11,4 @@ RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --index-url "$TORC
 COPY . .
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--timeout", "600"]
+CMD ["gunicorn", "webapp.wsgi", "-c", "python:webapp.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "3"]

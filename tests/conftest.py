@@ -27,6 +27,16 @@ def make_user(django_user_model, username: str):  # type: ignore[no-untyped-def]
     return django_user_model.objects.create_user(username=username, password=PASSWORD, email=f"{username}@example.org")
 
 
+@pytest.fixture(autouse=True)
+def _no_token_guard_carried_over() -> Iterator[None]:
+    """The wrong-token guard counts in the shared cache (Redis in CI): each test starts with a clean count."""
+    from webapp.accounts.authentication import forget_token_failures
+
+    for address in ("127.0.0.1", ""):
+        forget_token_failures(address)
+    yield
+
+
 @pytest.fixture
 def alice(django_user_model):  # the owner in most tests
     return make_user(django_user_model, "alice")

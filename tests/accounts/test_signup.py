@@ -8,6 +8,11 @@ from django.contrib.auth import get_user_model
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _signup_on(settings):  # off by default; an operator turns it on with LAYERCAKE_SIGNUP=1
+    settings.LAYERCAKE_SIGNUP = True
+
+
 def test_signup_creates_account_and_logs_in(client):
     response = client.post(
         "/signup/", {"username": "erin", "password1": "a-long-pass-phrase-9", "password2": "a-long-pass-phrase-9"}

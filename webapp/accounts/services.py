@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
+
+
+def new_api_token(user: Any, replace: bool = False) -> str:
+    """A new API key for `user`, returned once: only its digest is stored. `replace` revokes the user's others."""
+    if replace:
+        AuthToken.objects.filter(user=user).delete()
+    _, key = AuthToken.objects.create(user=user, expiry=None)
+    return key
 
 
 def api_token_for(username: str) -> tuple[str, bool]:
-    """Return (token key, whether the user was created); a created user has no usable password."""
+    """Return (a new token key, whether the user was created); a created user has no usable password."""
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(username=username)
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key, created
+    return new_api_token(user), created
 
 
-def ensure_demo_login(username: str = "demo", password: str = "layercake") -> AbstractBaseUser | None:
-    """Create a demo user when the site has no users at all; returns it, or None when users exist."""
+def ensure_first_login(username: str = "admin") -> tuple[AbstractBaseUser, str] | None:
+    """On a site with no users, create a staff user with a random password; returns (user, password) once."""
     user_model = get_user_model()
     if user_model.objects.exists():
         return None
-    return user_model.objects.create_user(username=username, password=password)
+    password = secrets.token_urlsafe(12)
+    user = user_model.objects.create_user(username=username, password=password, is_staff=True, is_superuser=True)
+    return user, password

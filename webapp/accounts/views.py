@@ -10,9 +10,10 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from webapp.accounts.forms import SignupForm
+from webapp.accounts.services import new_api_token
 
 
 @login_not_required
@@ -29,8 +30,6 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 def account(request: HttpRequest) -> HttpResponse:
     user = cast(User, request.user)  # the login middleware let only logged-in users through
-    token = Token.objects.filter(user=user).first()
-    if request.method == "POST":
-        Token.objects.filter(user=user).delete()
-        token = Token.objects.create(user=user)
-    return render(request, "accounts/account.html", {"token": token})
+    new_key = new_api_token(user, replace=True) if request.method == "POST" else None
+    tokens = AuthToken.objects.filter(user=user).order_by("-created")
+    return render(request, "accounts/account.html", {"tokens": tokens, "new_key": new_key})
