@@ -143,7 +143,7 @@ def start_worker(transactional_db, tmp_path) -> Iterator[Callable[..., WorkerPro
     """Start real `celery worker` processes on the configured broker (filesystem, or Redis in CI)."""
     started: list[WorkerProcess] = []
 
-    def start(queues: str = "cpu,gpu", extra_env: dict[str, str] | None = None, timeout: float = 90) -> WorkerProcess:
+    def start(queues: str = "cpu,gpu,checks", extra_env: dict[str, str] | None = None, timeout: float = 90) -> WorkerProcess:
         name = f"test-{uuid.uuid4().hex[:8]}"
         log = tmp_path / f"{name}.log"
         env = {**os.environ, "DATABASE_URL": shared_database_url(), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
@@ -184,7 +184,7 @@ def purge_queues() -> None:
         for key in ("data_folder_in", "control_folder"):
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
     with app.connection_for_write() as conn:
-        for queue in ("cpu", "gpu", "inference"):
+        for queue in ("cpu", "gpu", "checks", "inference"):
             try:
                 conn.default_channel.queue_purge(queue)
             except Exception:  # the queue may not exist yet

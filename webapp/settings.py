@@ -299,8 +299,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
-# Queues are hardware: `cpu` for parsing, imports and profiling; `gpu` for training, chosen per job.
+# Queues are hardware: `cpu` for imports and profiling; `gpu` for training, chosen per job (a CPU job goes to
+# `cpu`); `checks` for dataset checks, on a worker of their own so that an upload is never checked behind
+# a training job, nor a job started behind hundreds of checks.
+CHECKS_QUEUE = "checks"
 CELERY_TASK_ROUTES = {
+    "webapp.datasets.*": {"queue": CHECKS_QUEUE},
     "webapp.*": {"queue": "cpu"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = LONGEST_JOB_SECONDS
