@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from webapp.catalog.model_files import KEPT_SUFFIXES
@@ -14,6 +15,10 @@ MAX_MEMBERS = 2000
 # A member that inflates more than this many times is a bomb, not a model (safetensors barely compress).
 MAX_RATIO = 200
 RATIO_CHECK_FROM_BYTES = 1 << 20
+# Many members just under the per-member check add up: the whole archive may not inflate more than this
+# (real weights compress to 80-95% of their size; a folder of zero-filled members compresses a thousandfold).
+MAX_TOTAL_RATIO = 20
+TOTAL_RATIO_CHECK_FROM_BYTES = 32 << 20
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack", ".onnx")
 # Member names only pass if they look like a model folder's files: plain names, forward slashes, no dot-dirs.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*$")
@@ -75,6 +80,11 @@ def checked_members(archive: zipfile.ZipFile, max_bytes: int) -> list[tuple[zipf
         kept.append((info, relative))
     if total > max_bytes:
         problems.append(f"it unpacks to {total} bytes, more than the {max_bytes} allowed")
+    packed = sum(info.compress_size for info, _ in kept)
+    if total > TOTAL_RATIO_CHECK_FROM_BYTES and total > MAX_TOTAL_RATIO * max(packed, 1):
+        problems.append(
+            f"its {len(kept)} files inflate {total // max(packed, 1)} times in all ({packed} bytes to {total}): a zip bomb"
+        )
     if problems:
         raise refuse("The zip was refused: " + problems[0] + ".", problems)
     if not kept:
@@ -86,21 +96,29 @@ def extract_model_zip(zip_path: Path, destination: Path, max_bytes: int) -> Path
     """Unpack the checked members into `destination`, counting real bytes (headers can lie)."""
     try:
         archive = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
         raise refuse("The file is not a zip archive.") from None
+    try:
+        with archive:
+            return _extract(archive, destination, max_bytes)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as error:
+        # A lying CRC, a truncated member, an unsupported compression or encryption: the archive is damaged.
+        raise refuse(f"The zip is damaged or unsupported ({str(error)[:120]}): zip the model folder again.") from None
+
+
+def _extract(archive: zipfile.ZipFile, destination: Path, max_bytes: int) -> Path:
     written = 0
-    with archive:
-        for info, relative in checked_members(archive, max_bytes):
-            target = destination.joinpath(*relative.split("/"))
-            if destination.resolve() not in target.resolve().parents:
-                raise refuse(f"The zip was refused: {relative!r} points outside the folder.")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            member_bytes = 0
-            with archive.open(info) as source, target.open("wb") as sink:
-                for block in iter(lambda: source.read(1 << 20), b""):
-                    member_bytes += len(block)
-                    written += len(block)
-                    if member_bytes > info.file_size or written > max_bytes:
-                        raise refuse(f"The zip was refused: {relative!r} unpacks to more than its header says.")
-                    sink.write(block)
+    for info, relative in checked_members(archive, max_bytes):
+        target = destination.joinpath(*relative.split("/"))
+        if destination.resolve() not in target.resolve().parents:
+            raise refuse(f"The zip was refused: {relative!r} points outside the folder.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        member_bytes = 0
+        with archive.open(info) as source, target.open("wb") as sink:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                member_bytes += len(block)
+                written += len(block)
+                if member_bytes > info.file_size or written > max_bytes:
+                    raise refuse(f"The zip was refused: {relative!r} unpacks to more than its header says.")
+                sink.write(block)
     return destination
