@@ -62,14 +62,14 @@ def hostile_corpus(seed: int = 3) -> list[HostileFile]:
         add(HostileFile(f"png named {extension}", f"picture{extension}", PNG))
     add(HostileFile("png named parquet", "picture.parquet", PNG))
     add(HostileFile("unsupported extension", "model.pkl", b"\x80\x04K\x01."))
-    add(HostileFile("no extension", "README", b"text\nhello\n"))
+    add(HostileFile("no extension, binary content", "README", b"\x7fELF\x02\x01\x01\x00\x00"))
     add(HostileFile("executable name", "run.sh", b"#!/bin/sh\nrm -rf /\n"))
 
     # CSV and TSV
     add(HostileFile("header only csv", "header.csv", b"text,label\n"))
     add(HostileFile("header only tsv", "header.tsv", b"text\tlabel\n"))
     add(HostileFile("only blank lines csv", "blank.csv", b"\n\n\n"))
-    add(HostileFile("unclosed quote", "quote.csv", b'text,label\n"never closed,a\nb,c\nd,e\n'))
+    add(HostileFile("unclosed quote", "quote.csv", b'text,label\n"never closed\nb,c\nd\n'))
     add(HostileFile("ragged rows", "ragged.csv", b"text,label\na,x\nb,y,z\nc\n"))
     add(HostileFile("duplicate column names", "dup.csv", b"text,text\na,b\n"))
     add(HostileFile("columns differing in case", "case.csv", b"Text,text,label\na,b,c\n"))
@@ -134,7 +134,7 @@ def hostile_corpus(seed: int = 3) -> list[HostileFile]:
     add(HostileFile("parquet of the wrong schema", "schema.parquet", parquet(pa.table({"id": [1, 2], "score": [0.1, 0.2]}))))
     add(HostileFile("parquet text as integers list", "list.parquet", parquet(pa.table({"text": [[1, 2]], "label": ["x"]}))))
     add(HostileFile("parquet with zero rows", "zero.parquet", parquet(pa.table({"text": pa.array([], pa.string())}))))
-    add(HostileFile("parquet named csv", "parquet.csv", good))
+    add(HostileFile("truncated parquet named csv", "parquet.csv", good[: len(good) // 2]))
 
     # Text
     add(HostileFile("text of whitespace only", "blank.txt", b"   \n\n \t \n"))

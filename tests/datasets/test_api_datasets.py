@@ -137,3 +137,15 @@ def test_api_rejects_a_json_body_with_415_json(api_alice):
 def test_declared_task_shows_before_the_check(api_alice):
     body = post(api_alice, task="classification").json()
     assert body["task"] == "classification"
+
+
+def test_the_dataset_list_comes_in_pages_like_the_job_list(api_alice, alice):
+    from webapp.datasets.models import Dataset
+
+    for index in range(3):
+        Dataset.objects.create(owner=alice, name=f"d{index}", file_format="csv", source_file=f"x{index}")
+    response = api_alice.get("/api/v1/datasets/?limit=2")
+    assert response.status_code == 200 and len(response.json()) == 2
+    assert response["X-Total-Count"] == "3"
+    assert 'rel="next"' in response["Link"]
+    assert len(api_alice.get("/api/v1/datasets/?limit=2&offset=2").json()) == 1

@@ -23,7 +23,8 @@ def test_rows_columns_and_missing_values_are_counted(check):
     dataset = check("data.jsonl", jsonl([{"instruction": "a", "input": None, "output": "b", "extra": 1}] * 2 + [{"instruction": "c", "output": "d"}]))
     assert dataset.profile["rows"] == 3
     assert dataset.profile["columns"] == ["instruction", "input", "output", "extra"]
-    assert dataset.profile["missing"]["input"] == 3
+    assert "input" not in dataset.profile["missing"]  # optional: reported apart, not as missing
+    assert dataset.profile["optional_empty"]["input"] == 3
     assert dataset.profile["source_nulls"] == {"input": 3, "extra": 1}
 
 
@@ -161,11 +162,11 @@ def test_empty_labels_are_not_counted_as_a_class(check):
     assert dataset.profile["labels"]["classes"] == 2
 
 
-def test_length_histogram_bins_are_whole_numbers_reaching_past_the_longest_row(check):
+def test_length_histogram_bins_are_whole_numbers_from_the_shortest_to_past_the_longest_row(check):
     dataset = check("short.txt", "a\nbb\nccc\n")
     histogram = dataset.profile["char_lengths"]["histogram"]
-    assert histogram["bins"] == [0, 1, 2, 3, 4]
-    assert histogram["counts"] == [0, 1, 1, 1]
+    assert histogram["bins"] == [1, 2, 3, 4]
+    assert histogram["counts"] == [1, 1, 1]
 
 
 def test_a_chat_template_that_refuses_a_row_is_a_warning_not_a_failure(alice, tiny_llama, monkeypatch):

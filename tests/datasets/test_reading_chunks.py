@@ -56,12 +56,15 @@ def test_jsonl_error_in_a_later_chunk_names_its_row(tiny_chunks, tmp_path):
     assert problem.value.message.startswith("Row 47 is not valid JSONL")
 
 
-def test_unclosed_quote_in_a_large_csv_is_refused_not_buffered(tiny_chunks, tmp_path):
+def test_unclosed_quote_in_a_large_csv_stays_on_its_line_with_a_warning(tiny_chunks, tmp_path):
+    # Issue 13: an RFC 4180 reader swallows every following line into the quoted field; real exports mean
+    # a literal quote, so the row keeps its quote and the next 2,000 rows stay rows.
     path = tmp_path / "data.csv"
     path.write_text('text,label\n"never closed,a\n' + "more,b\n" * 2000)
-    with pytest.raises(DatasetUnreadable) as problem:
-        rows_of(path, "csv", tmp_path)
-    assert "a quote is never closed" in problem.value.message
+    stream, rows, _ = rows_of(path, "csv", tmp_path)
+    assert len(rows) == 2001
+    assert rows[0] == {"text": '"never closed', "label": "a"} and rows[-1] == {"text": "more", "label": "b"}
+    assert [warning.row for warning in stream.warnings] == [1]
 
 
 def test_blank_lines_only_jsonl_holds_no_rows(tmp_path):

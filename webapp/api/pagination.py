@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
@@ -21,3 +23,10 @@ class LinkHeaderPagination(LimitOffsetPagination):
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         return schema
+
+
+# For list views that paginate by hand (an APIView rather than a generic list view): the same two parameters.
+LIST_PAGE_PARAMETERS = [
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Items per page (default 100, at most 1000)."),
+    OpenApiParameter("offset", OpenApiTypes.INT, description="Items to skip."),
+]

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webapp.api.pagination import LIST_PAGE_PARAMETERS, LinkHeaderPagination
 from webapp.catalog.models import CatalogModel
 from webapp.datasets import services
 from webapp.datasets.models import Dataset
@@ -42,10 +43,13 @@ class DatasetList(APIView):
             self.size_limit = install_size_limit(request, services.max_upload_bytes())
         return super().initialize_request(request, *args, **kwargs)
 
-    @extend_schema(responses=DatasetSerializer(many=True))
+    @extend_schema(responses=DatasetSerializer(many=True), parameters=LIST_PAGE_PARAMETERS)
     def get(self, request: Request) -> Response:
+        """Newest first, 100 a page (`?limit=` up to 1000, `?offset=`), like the job list."""
         datasets = Dataset.objects.for_user(request.user).select_related("profile_model")
-        return Response(DatasetSerializer(datasets, many=True).data)
+        paginator = LinkHeaderPagination()
+        page = paginator.paginate_queryset(datasets, request, view=self)
+        return paginator.get_paginated_response(DatasetSerializer(page, many=True).data)
 
     @extend_schema(request=UploadSerializer, responses={201: DatasetSerializer})
     def post(self, request: Request) -> Response:
@@ -66,7 +70,8 @@ class DatasetList(APIView):
             validation_upload=request.FILES.get("validation_file"),
             validation_fraction=values.get("validation_fraction", 0.0),
             profile_model=chosen_model(request.user, values.get("profile_model")),
-            max_length=values.get("max_length", 1024),
+            max_length=values.get("max_length"),
+            read_choice=values.get("read_choice"),
         )
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
@@ -104,12 +109,35 @@ class DatasetRevalidate(APIView):
             validation_fraction=values.get("validation_fraction"),
             profile_model=model,
             max_length=values.get("max_length"),
+            read_choice=values.get("read_choice"),
         )
         return Response(DatasetSerializer(dataset).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DatasetRestore(APIView):
+    serializer_class = DatasetSerializer
+
+    @extend_schema(request=None, responses={202: DatasetSerializer})
+    def post(self, request: Request, pk: Any) -> Response:
+        """Check again with the mapping and task of the last check that made the dataset ready."""
+        dataset = services.restore_last_ready_settings(owned_or_404(Dataset, request.user, pk))
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DatasetDeduplicate(APIView):
+    serializer_class = DatasetSerializer
+
+    @extend_schema(request=None, responses={201: DatasetSerializer})
+    def post(self, request: Request, pk: Any) -> Response:
+        """A new dataset without the exact duplicates of this ready one (which stays as it is)."""
+        copy = services.drop_exact_duplicates(owned_or_404(Dataset, request.user, pk))
+        return Response(DatasetSerializer(copy).data, status=status.HTTP_201_CREATED)
 
 
 urlpatterns = [
     path("datasets/", DatasetList.as_view(), name="api-datasets"),
     path("datasets/<uuid:pk>/", DatasetDetail.as_view(), name="api-dataset"),
     path("datasets/<uuid:pk>/revalidate/", DatasetRevalidate.as_view(), name="api-dataset-revalidate"),
+    path("datasets/<uuid:pk>/restore/", DatasetRestore.as_view(), name="api-dataset-restore"),
+    path("datasets/<uuid:pk>/deduplicate/", DatasetDeduplicate.as_view(), name="api-dataset-deduplicate"),
 ]

@@ -43,6 +43,10 @@ class Dataset(models.Model):
     validation_file_format = models.CharField(max_length=16, blank=True)
     validation_original_filename = models.CharField(max_length=255, blank=True)
     validation_fraction = models.FloatField(default=0.0)
+    # How to read the file: the person's overrides (reading.layout.ReadChoice.as_dict), and what the
+    # last check detected and used (FileLayout.as_dict, plus rows read as written despite odd quoting).
+    read_choice = models.JSONField(default=dict, blank=True, help_text="format / delimiter / header chosen by the user")
+    detected = models.JSONField(default=dict, blank=True, help_text="how the last check read the file")
 
     # Checked against shapes.TASKS by the services (no choices here: the API's task enum is the one).
     declared_task = models.CharField(max_length=32, blank=True)
@@ -69,6 +73,16 @@ class Dataset(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    check_requested_at = models.DateTimeField(
+        default=timezone.now, help_text="When its current check was asked for: its place in the queue."
+    )
+    last_ready_settings = models.JSONField(
+        default=dict, blank=True, help_text="The mapping and task of the last check that made it ready."
+    )
+    derived_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="versions",
+        help_text="The dataset this one was made from (a deduplicated version, for instance).",
+    )
 
     objects = DatasetQuerySet.as_manager()
 
@@ -123,12 +137,14 @@ class Dataset(models.Model):
 
     def succeed(
         self, *, shape: str, task: str, rows: int, columns: list[str], profile: dict[str, Any],
-        preview: list[dict[str, Any]], normalized: dict[str, str],
+        preview: list[dict[str, Any]], normalized: dict[str, str], **found: Any,
     ) -> bool:
+        # What made it ready, so a later mapping that does not fit can be undone in one step.
+        ready_settings = {"column_mapping": dict(self.column_mapping), "declared_task": self.declared_task}
         return self._move(
             {Status.VALIDATING}, status=Status.READY, shape=shape, task=task, rows=rows, columns=columns,
             profile=profile, preview=preview, normalized=normalized, failure_reason="", errors=[],
-            error_count=0, checked_at=timezone.now(),
+            error_count=0, checked_at=timezone.now(), last_ready_settings=ready_settings, **found,
         )
 
     def fail(
@@ -144,5 +160,5 @@ class Dataset(models.Model):
         """ready|invalid -> uploaded with new settings (mapping, task, model...), to be checked again."""
         return self._move(
             {Status.READY, Status.INVALID}, status=Status.UPLOADED, failure_reason="", errors=[], error_count=0,
-            check_attempts=0, **settings_changes,
+            check_attempts=0, check_requested_at=timezone.now(), **settings_changes,
         )

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from webapp.datasets.shapes import Shape, ShapeMismatch
+from webapp.lib.errors import RowError
 
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
 CANONICAL_SCHEMAS: dict[str, pa.Schema] = {
@@ -27,6 +28,10 @@ CANONICAL_SCHEMAS: dict[str, pa.Schema] = {
     "seq2seq": pa.schema([("source", pa.string()), ("target", pa.string())]),
 }
 SPLITS = ("train", "validation")
+# ShareGPT (LLaMA-Factory) turns are {from, value}; its role names, as the OpenAI format names them.
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+# Tool calling cannot be trained yet: these turns are refused, never dropped or renamed.
+TOOL_ROLES = ("function_call", "observation", "tool_call", "function")
 
 
 def _is_scalar_text(kind: pa.DataType) -> bool:
@@ -82,7 +87,7 @@ def _rebuild_list(array: pa.Array, values: pa.Array, kind: pa.DataType) -> pa.Ar
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=kind, mask=mask)
 
 
-def _messages(array: pa.Array, source: str) -> pa.Array:
+def _messages(array: pa.Array, source: str, first_row: int = 1, system: pa.Array | None = None) -> pa.Array:
     kind = array.type
     if pa.types.is_null(kind):
         return pa.nulls(len(array), pa.list_(MESSAGE_TYPE))
@@ -96,22 +101,74 @@ def _messages(array: pa.Array, source: str) -> pa.Array:
     if not pa.types.is_struct(flat.type):
         raise ShapeMismatch(f"{problem}, but its items are {_describe(flat.type)}.")
     names = {flat.type.field(i).name.lower(): flat.type.field(i).name for i in range(flat.type.num_fields)}
+    sharegpt = "role" not in names and "from" in names
     parts = []
-    for key in ("role", "content"):
-        if key in names:
-            part = pc.struct_field(flat, names[key])
+    for key, sharegpt_key in (("role", "from"), ("content", "value")):
+        name = names.get(key) or (names.get(sharegpt_key) if sharegpt else None)
+        if name is not None:
+            part = pc.struct_field(flat, name)
             if not _is_scalar_text(part.type):
-                raise ShapeMismatch(f"{problem}: `{key}` must be text, but it is {_describe(part.type)}.")
+                raise ShapeMismatch(f"{problem}: `{name}` must be text, but it is {_describe(part.type)}.")
             parts.append(part.cast(pa.string()))
         else:
             parts.append(pa.nulls(len(flat), pa.string()))
+    if sharegpt:
+        parts[0] = _sharegpt_roles(parts[0], pc.list_parent_indices(array), first_row)
     values = pa.StructArray.from_arrays(parts, fields=list(MESSAGE_TYPE))
-    return _rebuild_list(array, values, pa.list_(MESSAGE_TYPE))
+    messages = _rebuild_list(array, values, pa.list_(MESSAGE_TYPE))
+    return _with_system_turns(messages, system) if system is not None else messages
 
 
-def canonicalize(batch: pa.RecordBatch, shape: Shape) -> pa.RecordBatch:
+def _sharegpt_roles(roles: pa.Array, parents: pa.Array, first_row: int) -> pa.Array:
+    """human -> user, gpt -> assistant; tool turns refused with the first row that has one."""
+    tools = pc.fill_null(pc.is_in(pc.utf8_lower(roles), pa.array(TOOL_ROLES)), False)
+    if pc.any(tools).as_py():
+        at = pc.index(tools, True).as_py()
+        row = first_row + parents[at].as_py()
+        raise ShapeMismatch(
+            f"Row {row} has a `{roles[at].as_py()}` turn (tool calling), which cannot be trained yet: remove the "
+            "tool turns (function_call, observation) or those rows, and upload the conversations again.",
+            [RowError(row, "messages", f"`{roles[at].as_py()}` turns cannot be trained yet")],
+        )
+    encoded = roles.dictionary_encode()
+    names = [SHAREGPT_ROLES.get(str(name).lower(), name) for name in encoded.dictionary.to_pylist()]
+    return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(names, pa.string())).cast(pa.string())
+
+
+def _with_system_turns(messages: pa.Array, system: pa.Array) -> pa.Array:
+    """A `system` column becomes each conversation's first turn, unless the conversation starts with one
+    (as LLaMA-Factory reads it)."""
+    rows = messages.to_pylist()
+    for turns, prompt in zip(rows, system.cast(pa.string()).to_pylist(), strict=True):
+        if turns is not None and prompt and not (turns and turns[0]["role"] == "system"):
+            turns.insert(0, {"role": "system", "content": prompt})
+    return pa.array(rows, pa.list_(MESSAGE_TYPE))
+
+
+def _refuse_tool_definitions(batch: pa.RecordBatch, first_row: int) -> None:
+    """A `tools` column (LLaMA-Factory's tool schemas) would be silently lost: refuse rows that use it."""
+    names = {name.lower(): name for name in batch.schema.names}
+    if "tools" not in names:
+        return
+    tools = batch.column(names["tools"])
+    used = pc.invert(pc.is_null(tools))
+    if pa.types.is_string(tools.type) or pa.types.is_large_string(tools.type):
+        used = pc.and_(used, pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(tools)), 0))
+        used = pc.and_(used, pc.invert(pc.is_in(pc.utf8_trim_whitespace(tools), pa.array(["[]", "{}", "null"]))))
+    if pc.any(pc.fill_null(used, False)).as_py():
+        row = first_row + pc.index(pc.fill_null(used, False), True).as_py()
+        raise ShapeMismatch(
+            f"Row {row} defines tools in `{names['tools']}`: tool calling cannot be trained yet. Remove the column "
+            "(or the rows that use it) to train on the conversations alone.",
+            [RowError(row, names["tools"], "tool definitions cannot be trained yet")],
+        )
+
+
+def canonicalize(batch: pa.RecordBatch, shape: Shape, first_row: int = 1) -> pa.RecordBatch:
     """The batch in its shape's canonical columns; nulls stay null so validation can name them."""
     schema = CANONICAL_SCHEMAS[shape.name]
+    if shape.name == "chat":
+        _refuse_tool_definitions(batch, first_row)
     columns = []
     for field in schema:
         source = shape.column_of.get(field.name)
@@ -126,7 +183,11 @@ def canonicalize(batch: pa.RecordBatch, shape: Shape) -> pa.RecordBatch:
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
         if field.name == "messages":
-            columns.append(_messages(array, source))
+            system_source = shape.column_of.get("system")
+            system = None
+            if system_source is not None and batch.schema.get_field_index(system_source) >= 0:
+                system = _as_text(batch.column(system_source), "system", system_source)
+            columns.append(_messages(array, source, first_row, system))
         elif pa.types.is_list(field.type):
             columns.append(_list_of_text(array, field.name, source))
         else:
@@ -135,6 +196,20 @@ def canonicalize(batch: pa.RecordBatch, shape: Shape) -> pa.RecordBatch:
                 text = pc.fill_null(text, "")
             columns.append(text)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def conversion_notes(shape: Shape) -> list[str]:
+    """What canonicalize changes in form (never in content), said on the profile."""
+    notes = []
+    source = shape.column_of.get("messages", "")
+    if source and source.strip().lower() != "messages":
+        notes.append(
+            f"Chat turns read from `{source}` (the ShareGPT layout): `from`/`value` turns become role/content, "
+            "with human → user and gpt → assistant."
+        )
+    if "system" in shape.column_of:
+        notes.append(f"`{shape.column_of['system']}` becomes each conversation's first (system) turn, unless it starts with one.")
+    return notes
 
 
 def instruction_to_messages(instruction: str, input_text: str, output: str) -> list[dict[str, str]]:

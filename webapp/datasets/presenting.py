@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from webapp.datasets.shapes import DETECTION_ORDER, EXPECTED_COLUMNS, OPTIONAL_COLUMNS, SHAPE_COLUMNS, TASK_OF_SHAPE
+
 
 @dataclass(frozen=True)
 class Bar:
@@ -18,12 +20,15 @@ def histogram_bars(histogram: dict[str, Any] | None, limit: float | None = None)
     if not histogram or not histogram.get("counts"):
         return []
     edges, counts = histogram["bins"], histogram["counts"]
-    top = max(counts) or 1
+    overflow = int(histogram.get("overflow") or 0)
+    top = max([*counts, overflow]) or 1
     bars = []
     for index, count in enumerate(counts):
         low, high = edges[index], edges[index + 1]
         label = f"{low}" if high - low == 1 else f"{low}–{high - 1}"
         bars.append(Bar(label, count, round(100 * count / top, 1), limit is not None and high - 1 > limit))
+    if overflow:
+        bars.append(Bar(f"≥ {edges[-1]}", overflow, round(100 * overflow / top, 1), limit is not None and edges[-1] > limit))
     return bars
 
 
@@ -32,6 +37,22 @@ def label_bars(counts: dict[str, int] | None) -> list[Bar]:
         return []
     top = max(counts.values()) or 1
     return [Bar(label, count, round(100 * count / top, 1)) for label, count in counts.items()]
+
+
+# What training does with a row longer than the maximum length, per shape (jobs/training: TRL's SFTTrainer
+# packs causal-LM rows by default, "wrapped" on CPU and "bfd"/"bfd_split" on GPU; the other tasks tokenize
+# with truncation=True).
+OVER_LIMIT_EFFECT = {
+    "text": "are split into chunks of that length in training, so no text is lost (with packing off, or with "
+    "prompt tuning, they are truncated instead)",
+    "chat": "are cut at that length in training: the rest is dropped, or, packed on a CPU worker, goes on in "
+    "the next sequence without its beginning",
+    "instruction": "are cut at that length in training: the rest is dropped, or, packed on a CPU worker, goes on "
+    "in the next sequence without its beginning",
+    "classification": "would be truncated: the model only sees their beginning",
+    "token_classification": "would be truncated: words past that length are neither learned nor tagged",
+    "seq2seq": "would be truncated (sources and targets alike)",
+}
 
 
 def profile_context(profile: dict[str, Any], preview: list[dict[str, Any]], shape: str) -> dict[str, Any]:
@@ -43,6 +64,7 @@ def profile_context(profile: dict[str, Any], preview: list[dict[str, Any]], shap
         "label_bars": label_bars((profile.get("labels") or {}).get("counts")),
         "tag_bars": label_bars(profile.get("tags")),
         "truncated_percent": round(100 * tokens.get("truncated_share", 0.0), 1),
+        "over_limit_effect": OVER_LIMIT_EFFECT.get(shape, "would be truncated"),
     }
 
 
@@ -64,3 +86,28 @@ def preview_rows(preview: list[dict[str, Any]], shape: str) -> list[PreviewRow]:
         ]
         rows.append(PreviewRow(str(item.get("rendered", "")), bool(item.get("chat_template")), fields))
     return rows
+
+
+@dataclass(frozen=True)
+class MappingRow:
+    field: Any  # the settings form's bound field `map_<expected>`
+    expected: str
+    optional: bool
+
+
+def expected_columns(shape: str, task: str) -> list[str]:
+    """The expected columns worth offering: those of the dataset's shape, else of its task, else all."""
+    if shape in SHAPE_COLUMNS:
+        return list(SHAPE_COLUMNS[shape])
+    if task:
+        names = [name for candidate in DETECTION_ORDER if TASK_OF_SHAPE[candidate] == task for name in SHAPE_COLUMNS[candidate]]
+        return list(dict.fromkeys(names))
+    return list(EXPECTED_COLUMNS)
+
+
+def mapping_rows(form: Any, shape: str, task: str) -> tuple[list[MappingRow], list[MappingRow]]:
+    """The mapping table's rows for this dataset's shape or task, then the other expected columns (kept in
+    the form, folded away on the page, so switching to another shape stays possible)."""
+    shown = expected_columns(shape, task)
+    rows = {name: MappingRow(form[f"map_{name}"], name, name in OPTIONAL_COLUMNS) for name in EXPECTED_COLUMNS}
+    return [rows[name] for name in shown], [rows[name] for name in EXPECTED_COLUMNS if name not in shown]

@@ -4,14 +4,17 @@ lengths, split leakage; token lengths and chat-template previews come from a sam
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from webapp.datasets.normalizing import row_messages, training_text
+from webapp.datasets.shapes import EXPECTED_COLUMNS, OPTIONAL_COLUMNS
 
 SAMPLE_ROWS = 1000
 PREVIEW_ROWS = 5
@@ -23,6 +26,10 @@ HISTOGRAM_BINS = 20
 # keep the cost per row fixed.
 NEAR_KEY_CHARS = 64
 _SEP_FIELD, _SEP_ITEM, _SEP_PART = "\x1f", "\x1e", "\x1d"
+# Unfilled template variables: `{{ anything }}`, or `{name}` around the name of a column (the file's or an
+# expected one) or a usual prompt variable. Any `{word}` would flag code and JSON in the data.
+PLACEHOLDER_WORDS = ("name", "query", "prompt", "question", "answer", "response", "context", "system", "user")
+PLACEHOLDER_ROWS_LISTED = 20
 
 
 class Tokenizer(Protocol):
@@ -96,16 +103,38 @@ def fingerprints(keys: pa.Array) -> np.ndarray:
     return pd.util.hash_array(keys.cast(pa.binary()).to_numpy(zero_copy_only=False), categorize=False)
 
 
-def _histogram(values: np.ndarray, upper: float | None = None) -> dict[str, Any]:
-    """Counts in at most HISTOGRAM_BINS bins of a whole width, from 0 to past the largest value
-    (and past `upper`, so the bins over a maximum length show)."""
+def _bin_width(span: int) -> int:
+    """A round bin width (1, 2 or 5 times a power of ten) giving at most about HISTOGRAM_BINS bins."""
+    wanted = span / HISTOGRAM_BINS
+    if wanted <= 1:
+        return 1
+    power = 10 ** int(np.floor(np.log10(wanted)))
+    return next(step * power for step in (1, 2, 5, 10) if step * power >= wanted)
+
+
+def _histogram(values: np.ndarray, upper: int | None = None) -> dict[str, Any]:
+    """Counts in round bins over the data's own range, so short rows do not all fall into one bar.
+
+    A long tail (the longest row more than twice the 99th percentile) goes into one open-ended bin,
+    `overflow`, from the last edge up. A maximum length `upper` gets an edge right after it, so that a
+    bar is either wholly kept or wholly truncated (the bins are then uneven at the ends).
+    """
     if not len(values):
-        return {"bins": [], "counts": []}
-    top = int(max(int(values.max()), int(upper or 0))) + 1
-    width = max(1, -(-top // HISTOGRAM_BINS))
-    edges = np.arange(0, width * (-(-top // width)) + 1, width)
-    counts, _ = np.histogram(values, bins=edges)
-    return {"bins": [int(edge) for edge in edges], "counts": [int(count) for count in counts]}
+        return {"bins": [], "counts": [], "overflow": 0}
+    low, high = int(values.min()), int(values.max())
+    tail_start = int(np.percentile(values, 99, method="lower"))
+    top = tail_start if high > 2 * max(tail_start, 1) else high
+    width = _bin_width(top - low + 1)
+    aligned = upper is not None and low <= upper <= top
+    start = low - ((low - (upper + 1)) % width) if aligned and upper is not None else (low // width) * width
+    edges = [int(edge) for edge in start + width * np.arange(-(-(top + 1 - start) // width) + 1)]
+    if aligned:
+        edges[0] = low
+    if upper is not None and edges[-1] <= upper < high:
+        edges.append(upper + 1)
+    inside = values[values < edges[-1]]
+    counts, _ = np.histogram(inside, bins=np.array(edges))
+    return {"bins": edges, "counts": [int(count) for count in counts], "overflow": int(len(values) - len(inside))}
 
 
 def _stats(values: np.ndarray) -> dict[str, Any]:
@@ -136,6 +165,10 @@ class ProfileBuilder:
         self.char_lengths: list[np.ndarray] = []
         self.preview: list[dict[str, Any]] = []
         self.sample: list[dict[str, Any]] = []
+        self.placeholder_rows: dict[str, list[int]] = {"train": [], "validation": []}
+        self.placeholder_count: Counter[str] = Counter()
+        self.placeholders: Counter[str] = Counter()
+        self._placeholder = _placeholder_pattern(source_columns)
         self._seen = 0
         self._random = np.random.default_rng(seed)
 
@@ -143,9 +176,15 @@ class ProfileBuilder:
         for name in batch.schema.names:
             self.source_nulls[name] += batch.column(name).null_count
 
-    def add(self, batch: pa.RecordBatch, keys: pa.Array, exact: np.ndarray, to_validation: np.ndarray | None, split: str = "train") -> None:
-        """A canonical batch; `to_validation` marks its rows held out (None: all rows go to `split`)."""
+    def add(
+        self, batch: pa.RecordBatch, keys: pa.Array, exact: np.ndarray, to_validation: np.ndarray | None,
+        split: str = "train", first_row: int | None = None,
+    ) -> None:
+        """A canonical batch; `to_validation` marks its rows held out (None: all rows go to `split`).
+        `first_row` is the file's row number of its first row (1-based; rows of the validation file when
+        `split` is validation)."""
         rows = batch.num_rows
+        self._find_placeholders(keys, "validation" if to_validation is None and split == "validation" else "train", first_row)
         for name in batch.schema.names:
             array = batch.column(name)
             if pa.types.is_list(array.type):
@@ -177,6 +216,23 @@ class ProfileBuilder:
             self.near["validation"].append(near[to_validation])
         self.char_lengths.append(pc.utf8_length(keys).to_numpy(zero_copy_only=False).astype(np.int64))
         self._keep_sample(batch)
+
+    def _find_placeholders(self, keys: pa.Array, source: str, first_row: int | None) -> None:
+        braced = _rows_with_byte(keys, ord("{"))
+        if not len(braced):
+            return
+        found = pc.fill_null(pc.match_substring_regex(keys.take(pa.array(braced)), self._placeholder), False)
+        positions = braced[found.to_numpy(zero_copy_only=False)]
+        if not len(positions):
+            return
+        self.placeholder_count[source] += len(positions)
+        listed = self.placeholder_rows[source]
+        if first_row is not None and len(listed) < PLACEHOLDER_ROWS_LISTED:
+            listed.extend(int(position) + first_row for position in positions[: PLACEHOLDER_ROWS_LISTED - len(listed)])
+        matches = pc.extract_regex(keys.take(pa.array(positions)), f"(?P<placeholder>{self._placeholder})")
+        for item in pc.value_counts(pc.struct_field(matches, "placeholder")).to_pylist():
+            text = str(item["values"])
+            self.placeholders[text[text.index("{") :]] += int(item["counts"])  # without the character before it
 
     def _keep_sample(self, batch: pa.RecordBatch) -> None:
         """The first rows for the preview, and a uniform reservoir sample for the token lengths."""
@@ -217,7 +273,9 @@ class ProfileBuilder:
             "rows": total,
             "splits": dict(self.rows),
             "columns": self.source_columns,
-            "missing": {name: int(count) for name, count in self.missing.items()},
+            # An optional column left empty is not missing: it is reported apart.
+            "missing": {name: int(count) for name, count in self.missing.items() if name not in OPTIONAL_COLUMNS},
+            "optional_empty": {name: int(count) for name, count in self.missing.items() if name in OPTIONAL_COLUMNS},
             "source_nulls": {name: int(count) for name, count in self.source_nulls.items() if count},
             "duplicates": {
                 "exact": int(exact_duplicates),
@@ -235,6 +293,7 @@ class ProfileBuilder:
             profile["labels"] = self._label_profile(profile["warnings"])
         if self.shape == "token_classification":
             profile["tags"] = {tag: int(count) for tag, count in self.tags.most_common(TOP_LABELS)}
+        profile["placeholders"] = self._placeholder_profile(profile["warnings"])
         if exact_duplicates:
             profile["warnings"].append(f"{exact_duplicates:,} rows are exact duplicates of earlier rows.")
         if profile["leakage"]["exact"]:
@@ -242,6 +301,21 @@ class ProfileBuilder:
                 f"{profile['leakage']['exact']:,} validation rows also appear in the training split (leakage)."
             )
         return profile
+
+    def _placeholder_profile(self, warnings: list[str]) -> dict[str, Any]:
+        rows = int(sum(self.placeholder_count.values()))
+        result: dict[str, Any] = {
+            "rows": rows,
+            "first_rows": list(self.placeholder_rows["train"]),
+            "validation_rows": list(self.placeholder_rows["validation"]),
+            "found": {text[:60]: int(count) for text, count in self.placeholders.most_common(10)},
+        }
+        if rows:
+            examples = ", ".join(f"`{text}`" for text in list(result["found"])[:3])
+            where = ", ".join(str(row) for row in result["first_rows"][:10])
+            listed = f" (rows {where}{', ...' if rows > 10 else ''})" if where else ""
+            warnings.append(f"{rows:,} rows hold unfilled template placeholders such as {examples}{listed}.")
+        return result
 
     def _leakage(
         self, train_exact: np.ndarray, valid_exact: np.ndarray, train_near: np.ndarray, valid_near: np.ndarray
@@ -270,6 +344,31 @@ class ProfileBuilder:
                     f"Labels are imbalanced: `{ordered[0][0]}` has {ratio:.0f}x the rows of `{ordered[-1][0]}`."
                 )
         return result
+
+
+def _rows_with_byte(keys: pa.Array, byte: int) -> np.ndarray:
+    """Positions of the rows whose text holds `byte`, read off the raw buffers: most rows hold no brace,
+    and this costs a hundredth of a pattern (or of Arrow's substring search) over every row."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    rows = len(keys)
+    wide = pa.types.is_large_string(keys.type) or pa.types.is_large_binary(keys.type)
+    _, offsets_buffer, data_buffer = keys.buffers()
+    if not rows or data_buffer is None:
+        return np.zeros(0, np.int64)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if wide else np.int32, count=rows + 1, offset=keys.offset * (8 if wide else 4))
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    hits = np.flatnonzero(data == byte) + offsets[0]
+    return np.unique(np.searchsorted(offsets, hits, side="right") - 1)
+
+
+def _placeholder_pattern(source_columns: list[str]) -> str:
+    """An RE2 pattern (Arrow's) for unfilled template variables; names are matched case-insensitively."""
+    # Only names of letters, digits and underscores: nothing in them needs escaping.
+    words = {*EXPECTED_COLUMNS, *PLACEHOLDER_WORDS}
+    words |= {column.strip() for column in source_columns if column.strip().replace("_", "").isalnum()}
+    names = "|".join(sorted(words, key=len, reverse=True))
+    return r"\{\{\s*[A-Za-z_][\w.\-]*\s*\}\}|(?:^|[^{])\{\s*(?i:" + names + r")\s*\}"
 
 
 def _render(tokenizer: Tokenizer | None, shape: str, row: dict[str, Any]) -> tuple[str, bool]:
@@ -325,3 +424,33 @@ def template_preview(
         text, templated = _render(tokenizer, shape, row)
         previews.append({"row": _clip(row), "rendered": _clip(text), "chat_template": templated})
     return previews
+
+
+def drop_exact_duplicates(parts: list[tuple[Path, Path]], shape: str, batch_rows: int = 65_536) -> int:
+    """Copy each (normalized Parquet file, target) pair without the rows that repeat an earlier row exactly,
+    by the profile's own rule (the same keys and hashes); earlier parts count as earlier rows, so a
+    validation row repeating a training row goes too. Parts may share a target. Returns the rows dropped.
+
+    Two passes: the hashes of every row first (8 bytes a row), then the copy of the first occurrences."""
+    hashes = []
+    for source, _ in parts:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows):
+            hashes.append(fingerprints(row_keys(batch, shape)))
+    every = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    keep = np.zeros(len(every), dtype=bool)
+    keep[np.unique(every, return_index=True)[1]] = True
+    writers: dict[Path, pq.ParquetWriter] = {}
+    position = 0
+    try:
+        for source, target in parts:
+            file = pq.ParquetFile(source)
+            if target not in writers:
+                writers[target] = pq.ParquetWriter(target, file.schema_arrow)
+            for batch in file.iter_batches(batch_size=batch_rows):
+                kept = keep[position : position + batch.num_rows]
+                position += batch.num_rows
+                writers[target].write_batch(batch.filter(pa.array(kept)))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return int(len(every) - keep.sum())

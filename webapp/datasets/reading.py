@@ -12,27 +12,17 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TextIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from webapp.lib.errors import LayercakeError, RowError
+from webapp.datasets.layout import DatasetUnreadable, FileLayout, layout_for, split_line
+from webapp.lib.errors import RowError
 
-# The extensions we read; anything else is refused at upload, before a byte is stored.
-FORMAT_BY_EXTENSION = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".json": "json",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".txt": "txt",
-}
 T = TypeVar("T")
-FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
 MAX_COLUMNS = 1000
 # A JSON array is decoded object by object from pieces of this many characters.
 JSON_PIECE_CHARS = 8 * 1024 * 1024
@@ -53,10 +43,13 @@ MAX_PENDING_BYTES = 4 * CHUNK_BYTES
 BATCH_ROWS = 20_000
 SNIFF_BYTES = 64 * 1024
 PARQUET_MAGIC = b"PAR1"
-
-
-class DatasetUnreadable(LayercakeError):
-    """The file cannot be read as a table: wrong format, broken syntax, wrong encoding."""
+# Parquet compresses: a 27 KB file can decode to 600 MB. Its footer states every row group's decoded size,
+# so batches are cut to about this many decoded bytes (not a row count), and a file that decodes to more
+# than PARQUET_MAX_RATIO times its size (past a floor) or past PARQUET_MAX_DECODED_BYTES is refused unread.
+PARQUET_BATCH_BYTES = 32 * 1024 * 1024
+PARQUET_MAX_RATIO = 100
+PARQUET_RATIO_FLOOR_BYTES = 64 * 1024 * 1024
+PARQUET_MAX_DECODED_BYTES = 16 * 1024**3
 
 
 @dataclass
@@ -74,31 +67,23 @@ class BatchStream:
     notes: list[str] = field(default_factory=list)
     row_errors: list[RowError] = field(default_factory=list)
     row_error_count: int = 0
+    # Rows read as written although something about them was odd (a stray quote): shown, never silent.
+    warnings: list[RowError] = field(default_factory=list)
+    warning_count: int = 0
 
 
-def format_from_name(filename: str) -> str:
-    """The format named by a file's extension; the name is only a label, never a path."""
-    suffix = Path(filename.replace("\\", "/")).suffix.lower()
-    fmt = FORMAT_BY_EXTENSION.get(suffix)
-    if fmt is None:
-        shown = suffix or "(none)"
-        raise DatasetUnreadable(
-            f"Unsupported file type {shown[:20]}: upload a .csv, .tsv, .json, .jsonl, .parquet or .txt file."
-        )
-    return fmt
-
-
-def read_batches(path: Path, fmt: str, workdir: Path) -> BatchStream:
-    """Open `path` as `fmt`; raise DatasetUnreadable with a reason a person can act on."""
-    if fmt not in FORMATS:
-        raise DatasetUnreadable(f"Unknown format {fmt!r}.")
+def read_batches(path: Path, layout: FileLayout | str, workdir: Path) -> BatchStream:
+    """Open `path` as `layout` (or a bare format name); raise DatasetUnreadable with a reason a person can act on."""
+    if isinstance(layout, str):
+        layout = layout_for(layout)
+    fmt = layout.fmt
     if path.stat().st_size == 0:
         raise DatasetUnreadable("The file is empty.")
     if fmt == "parquet":
         return _read_parquet(path)
     path, notes = _as_utf8(path, workdir)
-    if fmt in ("csv", "tsv"):
-        stream = _read_delimited(path, "\t" if fmt == "tsv" else ",")
+    if layout.delimited:
+        stream = _read_delimited(path, layout, workdir)
     elif fmt == "jsonl":
         stream = _read_jsonl(path)
     elif fmt == "json":
@@ -189,17 +174,61 @@ def _read_parquet(path: Path) -> BatchStream:
     except Exception as exc:  # pyarrow raises several types for corrupt footers
         raise DatasetUnreadable(f"The Parquet file cannot be read: {_arrow_message(exc)}.") from None
     _check_columns(columns)
+    file_bytes = path.stat().st_size
+    try:
+        batch_rows = _parquet_batch_rows(parquet, file_bytes)
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetUnreadable(f"The Parquet file cannot be read: {_arrow_message(exc)}.") from None
 
     def batches() -> Iterator[RowBatch]:
         row = 1
         try:
-            for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            decoded = 0
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                decoded += batch.nbytes  # later rows may be wider than the first ones
+                bomb = _parquet_bomb(decoded, file_bytes)
+                if bomb is not None:
+                    raise bomb
                 yield RowBatch(row, batch)
                 row += batch.num_rows
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise DatasetUnreadable(f"The Parquet file is damaged near row {row}: {_arrow_message(exc)}.") from None
 
     return BatchStream(columns, batches())
+
+
+def _parquet_bomb(decoded: float, file_bytes: int) -> DatasetUnreadable | None:
+    if decoded > PARQUET_MAX_DECODED_BYTES or (
+        decoded > PARQUET_RATIO_FLOOR_BYTES and decoded > PARQUET_MAX_RATIO * max(file_bytes, 1)
+    ):
+        return DatasetUnreadable(
+            f"The Parquet file decodes to at least {decoded / 2**20:,.0f} MB from {file_bytes / 2**20:,.2f} MB "
+            f"({int(decoded) // max(file_bytes, 1):,} times its size): that is a decompression bomb, not a dataset. "
+            "Export it again without such repetitive values."
+        )
+    return None
+
+
+def _parquet_batch_rows(parquet: pq.ParquetFile, file_bytes: int) -> int:
+    """Rows per batch so that a batch decodes to about PARQUET_BATCH_BYTES; refuses decompression bombs.
+
+    The footer's sizes are of the encoded pages: a dictionary-encoded column of one repeated 1 MB string
+    states 1 MB for 600 rows. So the first rows are decoded too, and the larger of the two row sizes wins.
+    """
+    metadata = parquet.metadata
+    widest_row = 1.0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        if group.num_rows:
+            group_bytes = sum(group.column(c).total_uncompressed_size for c in range(group.num_columns))
+            widest_row = max(widest_row, group_bytes / group.num_rows)
+    probe = next(parquet.iter_batches(batch_size=16), None)
+    if probe is not None and probe.num_rows:
+        widest_row = max(widest_row, probe.nbytes / probe.num_rows)
+    bomb = _parquet_bomb(widest_row * metadata.num_rows, file_bytes)
+    if bomb is not None:
+        raise bomb
+    return int(max(1, min(BATCH_ROWS, PARQUET_BATCH_BYTES // widest_row)))
 
 
 # CSV and TSV
@@ -286,23 +315,35 @@ def _chunks(handle: BinaryIO, quote_aware: bool) -> Iterator[bytes]:
         carry = data[cut + 1 :]
 
 
-def _read_delimited(path: Path, delimiter: str) -> BatchStream:
+def _read_delimited(path: Path, layout: FileLayout, workdir: Path) -> BatchStream:
+    delimiter = layout.delimiter
     kind = "TSV" if delimiter == "\t" else "CSV"
+    # Stray quotes would make Arrow's RFC 4180 reader swallow the following lines into one field: such
+    # files are first rewritten with proper quoting, one record per line, and the odd rows reported.
+    repair = repair_quoting(path, delimiter, layout.header, workdir)
+    path = repair.path
     with path.open("rb") as handle:
         head = handle.read(CHUNK_BYTES)
     header_end = _first_row_end(head)
-    header = head[: header_end + 1] if header_end >= 0 else head
-    if not header.strip(b"\xef\xbb\xbf \t\r\n"):
-        raise DatasetUnreadable(f"The {kind} file has no header row.")
-    read_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True)
+    first_row = head[: header_end + 1] if header_end >= 0 else head
+    if not first_row.strip(b"\xef\xbb\xbf \t\r\n"):
+        raise DatasetUnreadable(f"The {kind} file has no header row." if layout.header else f"The {kind} file holds no rows.")
+    read_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True, autogenerate_column_names=not layout.header)
     try:
-        columns = list(
-            pa_csv.read_csv(pa.BufferReader(header), read_options=read_options, parse_options=pa_csv.ParseOptions(delimiter=delimiter)).schema.names
+        first_names = list(
+            pa_csv.read_csv(pa.BufferReader(first_row), read_options=read_options, parse_options=pa_csv.ParseOptions(delimiter=delimiter)).schema.names
         )
     except (pa.ArrowException, OSError) as exc:
-        raise DatasetUnreadable(f"The {kind} header cannot be read: {_arrow_message(exc)}.") from None
+        raise DatasetUnreadable(f"The {kind} {'header' if layout.header else 'first row'} cannot be read: {_arrow_message(exc)}.") from None
+    if layout.header:
+        columns, header = first_names, first_row
+    else:
+        width = len(first_names)
+        columns = list(layout.column_names) if len(layout.column_names) == width else [f"column_{i}" for i in range(1, width + 1)]
+        header = b""
+        read_options = pa_csv.ReadOptions(block_size=BLOCK_BYTES, use_threads=True, column_names=columns)
     _check_columns(columns)
-    stream = BatchStream(columns, iter(()))
+    stream = BatchStream(columns, iter(()), warnings=repair.warnings, warning_count=repair.warning_count)
     invalid_rows = [0]
 
     def on_invalid_row(row: pa_csv.InvalidRow) -> str:
@@ -341,10 +382,155 @@ def _read_delimited(path: Path, delimiter: str) -> BatchStream:
                 yield RowBatch(row, batch)
                 row += batch.num_rows
         if invalid_rows[0]:
-            stream.row_errors, stream.row_error_count = _ragged_rows(path, delimiter, len(columns))
+            stream.row_errors, stream.row_error_count = _ragged_rows(path, delimiter, len(columns), layout.header)
 
     stream.batches = batches()
     return stream
+
+
+# Quoting as real exports write it
+
+
+# A field whose quotes span lines is only believed within this many lines / characters.
+MAX_QUOTED_LINES = 1_000
+MAX_QUOTED_CHARS = 1024 * 1024
+LISTED_WARNINGS = 50
+_OPEN_QUOTE = (
+    "starts with a quote that this line never closes: read as written, the quote kept, one row per line "
+    "(check that this row and the next ones are what you meant)"
+)
+_STRAY_QUOTE = "has quoted text followed by more text in one field: the field is read as written, quotes kept"
+
+
+@dataclass
+class QuotingRepair:
+    """The file to parse (the original, or a copy with regular quoting) and the rows whose quoting was odd."""
+
+    path: Path
+    warnings: list[RowError] = field(default_factory=list)
+    warning_count: int = 0
+
+
+def _has_quote(path: Path) -> bool:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            if b'"' in chunk:
+                return True
+    return False
+
+
+def repair_quoting(path: Path, delimiter: str, header: bool, workdir: Path) -> QuotingRepair:
+    """Read a delimited file one record per line unless a quoted field plainly spans lines.
+
+    A line whose quote is never closed on it is ambiguous: RFC 4180 readers join the next lines into
+    its field (a TSV of SMS lost rows that way). This keeps one record per line when every line of the
+    span has the right number of fields as written, and joins the lines only when they do not while the
+    joined record does (a real multi-line cell). When the file needs it, a copy with regular quoting is
+    written to `workdir`, so Arrow then reads exactly those records.
+    """
+    if not _has_quote(path):
+        return QuotingRepair(path)
+    scan = _scan_quoting(path, delimiter, header, None)
+    if not scan.rewrite:
+        return QuotingRepair(path, scan.warnings, scan.warning_count)
+    target = workdir / "requoted.csv"
+    with target.open("w", encoding="utf-8", newline="") as sink:
+        _scan_quoting(path, delimiter, header, sink)
+    return QuotingRepair(target, scan.warnings, scan.warning_count)
+
+
+@dataclass
+class _QuotingScan:
+    rewrite: bool = False
+    warnings: list[RowError] = field(default_factory=list)
+    warning_count: int = 0
+
+    def warn(self, row: int | None, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < LISTED_WARNINGS:
+            self.warnings.append(RowError(row, None, message))
+
+
+def _scan_quoting(path: Path, delimiter: str, header: bool, sink: TextIO | None) -> _QuotingScan:
+    scan = _QuotingScan()
+    writer = csv.writer(sink, delimiter=delimiter, lineterminator="\n") if sink is not None else None
+    width: int | None = None
+    records = 0  # records seen, the header included
+    pending: list[str] = []  # lines read ahead while trying a quoted field across lines, to read again
+    with path.open("r", encoding="utf-8-sig", newline=None) as handle:
+        lines = iter(handle)
+
+        def next_line() -> str | None:
+            if pending:
+                return pending.pop()
+            return next(lines, None)
+
+        while (line := next_line()) is not None:
+            body = line.rstrip("\n")
+            if not body.strip("\r"):
+                continue  # blank lines are no records, here as in Arrow
+            if '"' not in body:
+                records += 1
+                width = width or len(body.split(delimiter))
+                if writer is not None:
+                    sink.write(body + "\n")  # type: ignore[union-attr]
+                continue
+            fields, issue = split_line(body, delimiter)
+            width = width or len(fields)
+            row = records + (0 if header else 1) or None  # the header itself has no row number
+            if issue == "open":
+                span, joined = _quoted_span(body, delimiter, next_line)
+                per_line_fits = all(len(split_line(part, delimiter)[0]) == width for part in span if part.strip())
+                if joined is not None and len(joined) == width and not per_line_fits:
+                    records += 1
+                    if writer is not None:
+                        writer.writerow(joined)
+                    continue
+                pending.extend(reversed([part + "\n" for part in span[1:]]))
+                scan.rewrite = True
+                scan.warn(row, _OPEN_QUOTE)
+            elif issue == "stray":
+                scan.rewrite = True
+                scan.warn(row, _STRAY_QUOTE)
+            elif body.count('"') % 2:
+                scan.rewrite = True  # a literal quote inside a field: fine here, but it would unbalance RFC readers
+            records += 1
+            if writer is not None:
+                writer.writerow(fields)
+    return scan
+
+
+# From the start of a line inside a quoted field: everything up to the quote that closes it.
+_CLOSING_QUOTE = re.compile(r'(?:[^"]++|"")*+"')
+
+
+def _quoted_span(first: str, delimiter: str, next_line: Any) -> tuple[list[str], list[str] | None]:
+    """The lines an RFC 4180 reader would join to close the quote opened on `first`, and the fields of the
+    joined record (None when the quote never closes cleanly within the limits). Each line is looked at
+    once; the joined text is split once, at the end."""
+    span = [first]
+    size = len(first)
+    while len(span) < MAX_QUOTED_LINES and size < MAX_QUOTED_CHARS:
+        line = next_line()
+        if line is None:
+            break
+        part = line.rstrip("\n").rstrip("\r")
+        span.append(part)
+        size += len(part)
+        closing = _CLOSING_QUOTE.match(part)
+        if closing is None:
+            continue  # still inside the field
+        rest = part[closing.end() :]
+        if rest and not rest.startswith(delimiter):
+            return span, None  # the closing quote is followed by text: not a clean field
+        _, issue = split_line(rest[len(delimiter) :], delimiter) if rest else ([], "")
+        if issue == "open":
+            continue  # another field of the same record opens a quote: read on
+        if issue:
+            return span, None
+        fields, issue = split_line("\n".join(span), delimiter)
+        return span, fields if not issue else None
+    return span, None
 
 
 def _first_row_end(head: bytes) -> int:
@@ -358,14 +544,15 @@ def _first_row_end(head: bytes) -> int:
     return -1
 
 
-def _ragged_rows(path: Path, delimiter: str, width: int, limit: int = 50) -> tuple[list[RowError], int]:
+def _ragged_rows(path: Path, delimiter: str, width: int, header: bool = True, limit: int = 50) -> tuple[list[RowError], int]:
     """Number the rows Arrow skipped: it reports them without their position, Python's csv counts."""
     csv.field_size_limit(BLOCK_BYTES)
     errors: list[RowError] = []
     count = 0
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
-        next(reader, None)
+        if header:
+            next(reader, None)
         row = 0
         try:
             for record in reader:

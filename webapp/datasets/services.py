@@ -5,12 +5,15 @@ Browser views, API views and the Celery task all call these; none of them repeat
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
 import tempfile
 import unicodedata
 import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,12 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from webapp.datasets import profiling
 from webapp.datasets.checking import CheckOptions, check_file
-from webapp.datasets.models import Dataset
-from webapp.datasets.reading import format_from_name
+from webapp.datasets.layout import SNIFF_BYTES, ReadChoice, sniff_layout
+from webapp.datasets.models import Dataset, Status
 from webapp.datasets.shapes import EXPECTED_COLUMNS, TASKS
-from webapp.lib.errors import LayercakeError
+from webapp.lib.errors import LayercakeError, RowError
 from webapp.lib.storage import local_path
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,9 @@ MAX_VALIDATION_FRACTION = 0.5
 # the next delivery ends it instead of crashing another worker.
 MAX_CHECK_ATTEMPTS = 3
 MAX_LENGTH_RANGE = (16, 131_072)
+DEFAULT_MAX_LENGTH = 1024
+# Where model configs say how many positions the model reads (T5's relative positions have no limit).
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
 
 
 class UploadTooLarge(LayercakeError):
@@ -52,14 +59,55 @@ def display_name(filename: str) -> str:
     return cleaned[:200] or "dataset"
 
 
-def _check_upload(upload: UploadedFile | None, label: str = "file") -> str:
+def _check_upload(upload: UploadedFile | None, label: str = "file", choice: ReadChoice | None = None) -> str:
+    """The format of an upload, sniffed from its first bytes: binary junk is refused before it is stored."""
     if upload is None:
         raise LayercakeError(f"No {label} was uploaded: attach the dataset as `{label}`.")
     if upload.size is None or upload.size == 0:
         raise LayercakeError(f"The {label} is empty.")
     if upload.size > max_upload_bytes():
         raise UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB)
-    return format_from_name(upload.name or "")
+    upload.seek(0)
+    head = upload.read(SNIFF_BYTES)
+    upload.seek(0)
+    return sniff_layout(head, upload.name or "", choice, complete=upload.size <= len(head)).fmt
+
+
+def model_positions(model: Any) -> int | None:
+    """How many tokens a catalog model reads at most, from its config.json; None when it does not say."""
+    if model is None:
+        return None
+    try:
+        with default_storage.open(f"{model.storage_prefix}/config.json") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    configs = [config, config.get("text_config") or {}] if isinstance(config, dict) else []
+    for part in configs:
+        for key in POSITION_KEYS:
+            value = part.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def fitting_max_length(max_length: int | None, model: Any) -> int:
+    """The maximum length to use: the one asked for, else the default within the model's positions;
+    a length past the model's positions is refused, never accepted and never offered."""
+    positions = model_positions(model)
+    if max_length is None:
+        return min(DEFAULT_MAX_LENGTH, positions or DEFAULT_MAX_LENGTH)
+    if positions is not None and max_length > positions:
+        raise LayercakeError(
+            f"{model.name} reads at most {positions} tokens: choose a maximum length of {positions} or less.",
+            [RowError(None, "max_length", f"at most {positions} for {model.name}")],
+        )
+    return max_length
+
+
+def bounded_max_length(dataset: Dataset) -> int:
+    """The dataset's maximum length within its profile model's positions (older rows may hold more)."""
+    return min(dataset.max_length, model_positions(dataset.profile_model) or dataset.max_length)
 
 
 def _check_settings(task: str, validation_fraction: float, max_length: int, mapping: dict[str, str]) -> None:
@@ -86,13 +134,17 @@ def ingest(
     validation_fraction: float = 0.0,
     mapping: dict[str, str] | None = None,
     profile_model: Any = None,
-    max_length: int = 1024,
+    max_length: int | None = None,
+    read_choice: ReadChoice | None = None,
 ) -> Dataset:
     """Store an upload (and an optional validation file) under datasets/<uuid>/ and queue its check."""
-    fmt = _check_upload(upload, "file")
+    read_choice = read_choice or ReadChoice()
+    fmt = _check_upload(upload, "file", read_choice)
     assert upload is not None
-    validation_fmt = _check_upload(validation_upload, "validation file") if validation_upload is not None else ""
+    validation_choice = ReadChoice(delimiter=read_choice.delimiter, header=read_choice.header)
+    validation_fmt = _check_upload(validation_upload, "validation file", validation_choice) if validation_upload is not None else ""
     mapping = {key: value for key, value in (mapping or {}).items() if value}
+    max_length = fitting_max_length(max_length, profile_model)
     _check_settings(task, validation_fraction, max_length, mapping)
     dataset_id = uuid.uuid4()
     prefix = f"datasets/{dataset_id}"
@@ -120,6 +172,7 @@ def ingest(
                 column_mapping=mapping,
                 profile_model=profile_model,
                 max_length=max_length,
+                read_choice=read_choice.as_dict(),
             )
             schedule_validation(dataset)
     except BaseException:
@@ -157,9 +210,12 @@ def change_settings(
     validation_fraction: float | None = None,
     profile_model: Any = None,
     max_length: int | None = None,
+    read_choice: ReadChoice | None = None,
 ) -> Dataset:
-    """New column mapping, task, split or profile model: the dataset is checked again from its file."""
+    """New column mapping, task, split, profile model or way to read the file: checked again from its file."""
     changes: dict[str, Any] = {}
+    if read_choice is not None:
+        changes["read_choice"] = read_choice.as_dict()
     if mapping is not None:
         changes["column_mapping"] = {key: value for key, value in mapping.items() if value}
     if task is not None:
@@ -168,8 +224,11 @@ def change_settings(
         changes["validation_fraction"] = validation_fraction
     if profile_model is not None:
         changes["profile_model"] = profile_model or None
+    model = changes.get("profile_model", dataset.profile_model)
     if max_length is not None:
-        changes["max_length"] = max_length
+        changes["max_length"] = fitting_max_length(max_length, model)
+    elif "profile_model" in changes:
+        changes["max_length"] = min(dataset.max_length, model_positions(model) or dataset.max_length)
     _check_settings(
         changes.get("declared_task", dataset.declared_task),
         changes.get("validation_fraction", dataset.validation_fraction),
@@ -181,6 +240,95 @@ def change_settings(
             raise LayercakeError("The dataset is still being checked: wait until it is ready or invalid.", status=409)
         schedule_validation(dataset)
     return dataset
+
+
+def restore_last_ready_settings(dataset: Dataset) -> Dataset:
+    """Undo a mapping or task that did not fit: check again with those of the last check that made it ready."""
+    last = dataset.last_ready_settings or {}
+    if not last:
+        raise LayercakeError("This dataset has never been ready, so there are no working settings to go back to.", status=409)
+    return change_settings(dataset, mapping=dict(last.get("column_mapping") or {}), task=str(last.get("declared_task") or ""))
+
+
+def drop_exact_duplicates(dataset: Dataset) -> Dataset:
+    """A new version of a ready dataset without its exact duplicates, uploaded and checked like any other file;
+    the dataset itself is left as it is. The copy holds the normalized columns (the mapping is applied)."""
+    if dataset.status != Status.READY:
+        raise LayercakeError("Only a ready dataset can be deduplicated: fix it or wait for its check first.", status=409)
+    if not (dataset.profile.get("duplicates") or {}).get("exact"):
+        raise LayercakeError("This dataset has no exact duplicates to drop.", status=409)
+    files = local_normalized_files(dataset)
+    cache = Path(settings.LAYERCAKE_CACHE)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"dedup-{dataset.pk}-", dir=cache) as tmp:
+        train, validation = Path(tmp) / "train.parquet", Path(tmp) / "validation.parquet"
+        # A validation file stays a file of its own; a split by fraction is made again, alike, from the rows.
+        own_validation = bool(dataset.validation_source_file) and "validation" in files
+        order = [split for split in ("train", "validation") if split in files]
+        parts = [(files[split], validation if own_validation and split == "validation" else train) for split in order]
+        dropped = profiling.drop_exact_duplicates(parts, dataset.shape)
+        stem = Path(dataset.original_filename).stem or "dataset"
+        with train.open("rb") as train_file, ExitStack() as stack:
+            validation_upload = None
+            if own_validation:
+                handle = stack.enter_context(validation.open("rb"))
+                validation_upload = UploadedFile(handle, f"{stem} validation (deduplicated).parquet", size=validation.stat().st_size)
+            with transaction.atomic():
+                copy = ingest(
+                    UploadedFile(train_file, f"{stem} (deduplicated).parquet", size=train.stat().st_size),
+                    dataset.owner,
+                    name=f"{dataset.name[:180]} (deduplicated)",
+                    task=dataset.declared_task,
+                    validation_upload=validation_upload,
+                    validation_fraction=0.0 if own_validation else dataset.validation_fraction,
+                    profile_model=dataset.profile_model,
+                    max_length=bounded_max_length(dataset),
+                )
+                Dataset.objects.filter(pk=copy.pk).update(derived_from=dataset)
+                copy.derived_from = dataset
+    log.info("dataset %s: %d exact duplicates dropped into %s", dataset.pk, dropped, copy.pk)
+    return copy
+
+
+@dataclass(frozen=True)
+class CheckQueuePosition:
+    """What stands between a waiting check and a worker: counts only, never others' datasets or jobs."""
+
+    checks_ahead: int  # checks asked for before this one, still waiting
+    checking: int  # checks running now
+    jobs_running: int  # training jobs holding a worker that also checks datasets
+    workers: int  # online workers taking checks
+
+    def describe(self) -> str:
+        if not self.workers:
+            return "No worker that checks datasets is online: the check starts when one does."
+        parts = []
+        if self.checks_ahead:
+            parts.append(f"{self.checks_ahead} check{'s' if self.checks_ahead != 1 else ''} ahead of this one")
+        if self.checking:
+            parts.append(f"{self.checking} being checked now")
+        if self.jobs_running:
+            parts.append(f"{self.jobs_running} training job{'s' if self.jobs_running != 1 else ''} holding the checking worker")
+        if not parts:
+            return "Next in the queue: the check starts in a moment."
+        return "Waiting in the queue: " + ", ".join(parts) + "."
+
+
+def check_queue_position(dataset: Dataset) -> CheckQueuePosition | None:
+    """Where a dataset waiting for its check stands in the checks queue; None once its check has started."""
+    if dataset.status != Status.UPLOADED:
+        return None
+    from jobs.services import online_workers  # jobs depends on datasets: imported here, not at the top
+
+    queue = getattr(settings, "CHECKS_QUEUE", settings.CELERY_TASK_DEFAULT_QUEUE)
+    workers = [worker for worker in online_workers() if queue in (worker.queues or [])]
+    ahead = Dataset.objects.filter(status=Status.UPLOADED, check_requested_at__lt=dataset.check_requested_at)
+    return CheckQueuePosition(
+        checks_ahead=ahead.exclude(pk=dataset.pk).count(),
+        checking=Dataset.objects.filter(status=Status.VALIDATING).count(),
+        jobs_running=sum(1 for worker in workers if worker.current_job_id is not None),
+        workers=len(workers),
+    )
 
 
 def _local_path(name: str, workdir: Path) -> Path:
@@ -231,16 +379,18 @@ def _validate(dataset: Dataset) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"dataset-{dataset.pk}-", dir=cache) as tmp:
         workdir = Path(tmp)
+        # The format is sniffed again from the stored file, so a new read choice takes effect.
         options = CheckOptions(
-            fmt=dataset.file_format,
+            filename=dataset.original_filename,
+            choice=ReadChoice.from_dict(dataset.read_choice),
+            validation_filename=dataset.validation_original_filename,
             task=dataset.declared_task,
             mapping=dict(dataset.column_mapping),
             validation_fraction=dataset.validation_fraction,
-            max_length=dataset.max_length,
+            max_length=bounded_max_length(dataset),
         )
         if dataset.validation_source_file:
             options.validation_path = _local_path(dataset.validation_source_file, workdir)
-            options.validation_fmt = dataset.validation_file_format
         tokenizer_problem = ""
         if dataset.profile_model is not None:
             try:
@@ -254,17 +404,29 @@ def _validate(dataset: Dataset) -> None:
         if tokenizer_problem:
             result.profile.setdefault("warnings", []).append(tokenizer_problem)
         if not result.ok:
+            # The file has not changed: when this check could not read its columns, the last ones still hold.
             dataset.fail(
                 result.error, result.errors, result.error_count, shape=result.shape, task=result.task or dataset.declared_task,
-                rows=result.rows or None, columns=result.columns, profile=result.profile, preview=result.preview,
+                rows=result.rows or None, columns=result.columns or dataset.columns, profile=result.profile,
+                preview=result.preview, **_reading_found(result),
             )
             return
         stored = _store_normalized(dataset, result.normalized)
         if not dataset.succeed(
             shape=result.shape, task=result.task, rows=result.rows, columns=result.columns,
-            profile=result.profile, preview=result.preview, normalized=stored,
+            profile=result.profile, preview=result.preview, normalized=stored, **_reading_found(result),
         ):
             log.warning("dataset %s: left `validating` while being checked; result dropped", dataset.pk)
+
+
+def _reading_found(result: Any) -> dict[str, Any]:
+    """The fields a check updates about how the file was read: what it detected, the formats it used."""
+    found: dict[str, Any] = {"detected": result.detected}
+    if result.detected.get("format"):
+        found["file_format"] = result.detected["format"]
+    if (result.detected.get("validation") or {}).get("format"):
+        found["validation_file_format"] = result.detected["validation"]["format"]
+    return found
 
 
 def _store_normalized(dataset: Dataset, files: dict[str, Path]) -> dict[str, str]:

@@ -9,16 +9,20 @@ from webapp.lib.errors import LayercakeError
 SHAPES = ("instruction", "chat", "text", "classification", "token_classification", "seq2seq")
 TASKS = ("sft", "text", "classification", "token_classification", "seq2seq")
 
-# The expected columns of each shape, required ones first; `input` is the only optional one.
+# The expected columns of each shape, required ones first; `input` and `system` are optional.
 SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
     "instruction": ("instruction", "input", "output"),
-    "chat": ("messages",),
+    "chat": ("messages", "system"),
     "text": ("text",),
     "classification": ("text", "label"),
     "token_classification": ("tokens", "tags"),
     "seq2seq": ("source", "target"),
 }
-OPTIONAL_COLUMNS = {"input"}
+OPTIONAL_COLUMNS = {"input", "system"}
+# Other tools' names for an expected column, used when the expected name itself is absent:
+# LLaMA-Factory's ShareGPT format keeps turns under `conversations`.
+COLUMN_ALIASES = {"messages": ("conversations",)}
+PREFERENCE_COLUMNS = ("chosen", "rejected")
 TASK_OF_SHAPE = {
     "instruction": "sft",
     "chat": "sft",
@@ -62,9 +66,10 @@ def resolve_columns(columns: list[str], mapping: dict[str, str] | None = None) -
         resolved[expected] = actual
     mapped_sources = set(resolved.values())
     for expected in EXPECTED_COLUMNS:
-        actual = by_lower.get(expected)
-        if expected not in resolved and actual is not None and actual not in mapped_sources:
-            resolved[expected] = actual
+        for name in (expected, *COLUMN_ALIASES.get(expected, ())):
+            actual = by_lower.get(name)
+            if expected not in resolved and actual is not None and actual not in mapped_sources:
+                resolved[expected] = actual
     return resolved
 
 
@@ -73,6 +78,7 @@ def detect_shape(columns: list[str], declared_task: str = "", mapping: dict[str,
     if declared_task and declared_task not in TASKS:
         raise ShapeMismatch(f"Unknown task `{declared_task}`: choose one of {', '.join(TASKS)}.")
     resolved = resolve_columns(columns, mapping)
+    _refuse_preference_data(columns, resolved)
     candidates = [shape for shape in DETECTION_ORDER if all(name in resolved for name in required_columns(shape))]
     if declared_task:
         fitting = [shape for shape in candidates if TASK_OF_SHAPE[shape] == declared_task]
@@ -84,6 +90,22 @@ def detect_shape(columns: list[str], declared_task: str = "", mapping: dict[str,
     shape = candidates[0]
     column_of = {name: resolved[name] for name in SHAPE_COLUMNS[shape] if name in resolved}
     return Shape(shape, TASK_OF_SHAPE[shape], column_of)
+
+
+def _refuse_preference_data(columns: list[str], resolved: dict[str, str]) -> None:
+    """Chosen/rejected pairs are not instruction or chat data: training on one side would silently drop the
+    other. Only a mapping that uses one of those columns says the person wants that."""
+    by_lower = {column.strip().lower(): column for column in columns}
+    pair = [by_lower.get(name) for name in PREFERENCE_COLUMNS]
+    if None in pair or set(pair) & set(resolved.values()):
+        return
+    prompt = next((by_lower[name] for name in ("prompt", "instruction", "question") if name in by_lower), "")
+    source = f"`{prompt}`" if prompt else "the prompt column"
+    raise ShapeMismatch(
+        "This looks like preference data (chosen/rejected pairs). Preference tuning (DPO/ORPO/KTO) is not "
+        f"available yet; to fine-tune on the preferred answers alone (SFT), map {source} onto `instruction` and "
+        f"`{pair[0]}` onto `output` under Column mapping, or upload the data as instruction or chat rows."
+    )
 
 
 def _listing(columns: list[str]) -> str:

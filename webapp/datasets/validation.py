@@ -177,3 +177,48 @@ def check_batch(batch: pa.RecordBatch, shape: str, first_row: int, log: ErrorLog
         if shape == "instruction":
             _check_text(batch.column("input"), "input", first_row, log, required=False)
     log.end_batch()
+
+
+# A column of the wrong kind is wrong in every row: the first few are listed, the rest counted.
+MISFIT_ROWS_LISTED = 5
+_WITH_ARTICLE = {"text": "text", "list": "a list", "object": "an object"}
+
+
+def _kind_of(kind: pa.DataType) -> str:
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return "list"
+    if pa.types.is_struct(kind) or pa.types.is_map(kind):
+        return "object"
+    return "text"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def column_misfits(batch: pa.RecordBatch, column_of: dict[str, str], wanted: pa.Schema, first_row: int) -> list[RowError]:
+    """Rows whose value cannot play the expected column it is mapped onto (a list where text is needed...):
+    a mapping that does not fit is told row by row, like any other row problem."""
+    errors: list[RowError] = []
+    for expected, source in column_of.items():
+        if source not in batch.schema.names or expected not in wanted.names:
+            continue
+        array = batch.column(source)
+        have, need = _kind_of(array.type), _kind_of(wanted.field(expected).type)
+        if have == need:
+            continue
+        filled = _bad(pc.is_valid(array))
+        rows = filled[:MISFIT_ROWS_LISTED]
+        values = array.take(pa.array(rows)).to_pylist() if len(rows) else []
+        errors += [
+            RowError(
+                int(row) + first_row, expected,
+                f"`{source}` holds {_WITH_ARTICLE[have]} here ({_shown(value)}); `{expected}` needs {_WITH_ARTICLE[need]}",
+            )
+            for row, value in zip(rows, values, strict=True)
+        ]
+        if len(filled) > len(rows):  # a whole column of the wrong kind: a few rows say it, a count says the rest
+            more = len(filled) - len(rows)
+            errors.append(RowError(None, expected, f"and {more:,} more row{'s' if more != 1 else ''} of `{source}` like these"))
+    return errors

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.datasets import services
 from webapp.datasets.forms import SettingsForm, UploadForm
 from webapp.datasets.models import Dataset
-from webapp.datasets.presenting import profile_context
+from webapp.datasets.presenting import mapping_rows, profile_context
 from webapp.datasets.uploads import declared_too_large, install_size_limit
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
@@ -78,7 +78,8 @@ def _upload(request: HttpRequest, size_limit: Any) -> HttpResponse:
             validation_upload=values.get("validation_file"),
             validation_fraction=values.get("validation_fraction") or 0.0,
             profile_model=values.get("profile_model"),
-            max_length=values.get("max_length") or 1024,
+            max_length=values.get("max_length") or None,
+            read_choice=form.read_choice(),
         )
     except LayercakeError as problem:
         return _refuse(request, problem, form)
@@ -92,15 +93,18 @@ def _upload(request: HttpRequest, size_limit: Any) -> HttpResponse:
 def dataset_detail(request: HttpRequest, pk: str) -> HttpResponse:
     dataset = owned_or_404(Dataset.objects.select_related("profile_model"), request.user, pk)
     context = {"dataset": dataset, **profile_context(dataset.profile, dataset.preview, dataset.shape)}
+    context["queue_position"] = services.check_queue_position(dataset)
     if getattr(request, "htmx", False):
         return render(request, "datasets/_checked.html", context)
     initial = {
         "task": dataset.declared_task,
         "validation_fraction": dataset.validation_fraction,
         "profile_model": dataset.profile_model,
-        "max_length": dataset.max_length,
+        "max_length": services.bounded_max_length(dataset),
     }
-    context["settings_form"] = SettingsForm(initial=initial, dataset=dataset, user=request.user)
+    form = SettingsForm(initial=initial, dataset=dataset, user=request.user)
+    context["settings_form"] = form
+    context["mapping_rows"], context["other_mapping_rows"] = mapping_rows(form, dataset.shape, dataset.declared_task)
     return render(request, "datasets/detail.html", context)
 
 
@@ -118,6 +122,7 @@ def dataset_settings(request: HttpRequest, pk: str) -> HttpResponse:
                 validation_fraction=values["validation_fraction"] if values["validation_fraction"] is not None else None,
                 profile_model=values["profile_model"] or "",
                 max_length=values["max_length"],
+                read_choice=form.read_choice(),
             )
             messages.success(request, "Settings saved: the dataset is being checked again.")
         except LayercakeError as problem:
@@ -125,6 +130,29 @@ def dataset_settings(request: HttpRequest, pk: str) -> HttpResponse:
     else:
         messages.error(request, "The settings were not saved: " + "; ".join(str(e) for errors in form.errors.values() for e in errors))
     return redirect("datasets:detail", pk=dataset.pk)
+
+
+@require_POST
+def dataset_restore(request: HttpRequest, pk: str) -> HttpResponse:
+    dataset = owned_or_404(Dataset, request.user, pk)
+    try:
+        services.restore_last_ready_settings(dataset)
+        messages.success(request, "The last working settings are back: the dataset is being checked again.")
+    except LayercakeError as problem:
+        messages.error(request, problem.message)
+    return redirect("datasets:detail", pk=dataset.pk)
+
+
+@require_POST
+def dataset_deduplicate(request: HttpRequest, pk: str) -> HttpResponse:
+    dataset = owned_or_404(Dataset, request.user, pk)
+    try:
+        copy = services.drop_exact_duplicates(dataset)
+    except LayercakeError as problem:
+        messages.error(request, problem.message)
+        return redirect("datasets:detail", pk=dataset.pk)
+    messages.success(request, f"{copy.name} is a new dataset without the exact duplicates; {dataset.name} is unchanged.")
+    return redirect("datasets:detail", pk=copy.pk)
 
 
 @require_POST
