@@ -19,18 +19,60 @@ from webapp.catalog.models import CatalogModel, Kind
 pytestmark = pytest.mark.django_db
 
 
+def unzip(response) -> zipfile.ZipFile:  # type: ignore[no-untyped-def]
+    return zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+
+
 def test_adapter_zip_streams_the_save_pretrained_layout_and_checksums_match(api_alice, alices_causal_adapter):
     response = api_alice.get(f"/api/v1/models/{alices_causal_adapter.id}/download/")
     assert response.status_code == 200 and response.streaming
     assert response["Content-Type"] == "application/zip"
     assert 'filename="alice-chat-lora.zip"' in response["Content-Disposition"]
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    archive = unzip(response)
     assert archive.testzip() is None
     names = set(archive.namelist())
-    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= names
+    assert {f"alice-chat-lora/{name}" for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md")} <= names
     for entry in alices_causal_adapter.files:
-        assert hashlib.sha256(archive.read(entry["name"])).hexdigest() == entry["sha256"]
-    assert archive.getinfo("adapter_model.safetensors").compress_type == zipfile.ZIP_STORED
+        if entry["name"] != "README.md":  # the card gets a "Use" section for the download (test_model_card_usage)
+            assert hashlib.sha256(archive.read(f"alice-chat-lora/{entry['name']}")).hexdigest() == entry["sha256"]
+    assert archive.getinfo("alice-chat-lora/adapter_model.safetensors").compress_type == zipfile.ZIP_STORED
+
+
+def test_zip_holds_one_top_level_folder_named_safely_after_the_model(api_alice, alices_causal_adapter):
+    alices_causal_adapter.name = "../My model: v2/ünï"
+    alices_causal_adapter.save()
+    response = api_alice.get(f"/api/v1/models/{alices_causal_adapter.id}/download/")
+    assert 'filename="My-model--v2--n.zip"' in response["Content-Disposition"]
+    names = unzip(response).namelist()
+    assert {name.split("/", 1)[0] for name in names} == {"My-model--v2--n"}
+    assert all(name.count("/") == 1 and ".." not in name for name in names)
+
+
+def test_zip_checksums_list_still_verifies_inside_the_unzipped_folder(api_alice, causal_base, causal_adapter_dir, alice, tmp_path):
+    import shutil
+
+    from jobs.training.artifact import write_checksums
+    from webapp.catalog import services
+
+    artifact = shutil.copytree(causal_adapter_dir, tmp_path / "artifact")
+    write_checksums(artifact)  # as the engine does
+    model = services.register_derived_model(artifact, name="checked", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    archive = unzip(api_alice.get(f"/api/v1/models/{model.id}/download/"))
+    listing = archive.read("checked/checksums.sha256").decode().splitlines()
+    assert any(line.endswith("  README.md") for line in listing)
+    for line in listing:
+        digest, _, name = line.partition("  ")
+        assert hashlib.sha256(archive.read(f"checked/{name}")).hexdigest() == digest, name
+
+
+def test_a_model_without_a_card_gets_one_in_the_zip(api_alice, alice, tiny_bert_dir):
+    from webapp.catalog import services
+
+    (tiny_bert_dir / "README.md").unlink()
+    base = services.import_base_model(str(tiny_bert_dir), name="bert-no-card", owner=alice)
+    archive = unzip(api_alice.get(f"/api/v1/models/{base.id}/download/"))
+    assert "bert-no-card/README.md" in archive.namelist()
+    assert "## Use" in archive.read("bert-no-card/README.md").decode()
 
 
 def test_zip_of_a_large_file_streams_in_constant_memory(alice, tmp_path):
@@ -78,5 +120,4 @@ def test_a_file_name_not_in_the_catalog_is_404_never_a_path(client_alice, alices
 
 def test_browser_zip_download_matches_the_api_one(client_alice, alices_causal_adapter):
     response = client_alice.get(f"/models/{alices_causal_adapter.id}/download/")
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
-    assert sorted(archive.namelist()) == sorted(e["name"] for e in alices_causal_adapter.files)
+    assert sorted(unzip(response).namelist()) == sorted(f"alice-chat-lora/{e['name']}" for e in alices_causal_adapter.files)

@@ -17,6 +17,7 @@ from webapp.catalog.forms import ImportForm
 from webapp.catalog.models import CatalogModel
 from webapp.catalog.serializers import CatalogModelDetailSerializer, CatalogModelSerializer
 from webapp.lib.access import owned_or_404
+from webapp.lib.errors import LayercakeError, RowError
 
 
 class ModelList(generics.ListAPIView):
@@ -26,18 +27,40 @@ class ModelList(generics.ListAPIView):
         return CatalogModel.objects.visible_to(self.request.user).order_by("-created_at")
 
 
+RENAMABLE_FIELDS = {"name"}
+
+
 class ModelDetail(generics.RetrieveAPIView):
     serializer_class = CatalogModelDetailSerializer
 
     def get_object(self) -> CatalogModel:
         return owned_or_404(CatalogModel.objects.select_related("parent"), self.request.user, self.kwargs["pk"])
 
+    @extend_schema(
+        request={"application/json": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 200}},
+                                      "required": ["name"]}},
+        responses={200: CatalogModelDetailSerializer},
+    )
+    def patch(self, request: Request, pk: str) -> Response:
+        """Rename one of your models: `{"name": "..."}`. Shared bases and others' models are 404."""
+        model = owned_or_404(CatalogModel.objects.owned_by(request.user).select_related("parent"), request.user, pk)
+        if not isinstance(request.data, dict) or "name" not in request.data:
+            raise LayercakeError("Send the new name as JSON: {\"name\": \"...\"}.", [RowError(None, "name", "missing")])
+        unknown = sorted(set(request.data) - RENAMABLE_FIELDS)
+        if unknown:
+            raise LayercakeError(
+                f"Only the name of a model can be changed; not {', '.join(unknown)}.",
+                [RowError(None, key, "cannot be changed") for key in unknown],
+            )
+        services.rename_model(model, request.data["name"])
+        return Response(CatalogModelDetailSerializer(model).data)
+
 
 class ModelDownload(APIView):
     @extend_schema(responses={(200, "application/zip"): bytes})
     def get(self, request: Request, pk: str) -> StreamingHttpResponse:
         """The model as a zip in the save_pretrained layout, streamed."""
-        return downloads.zip_response(owned_or_404(CatalogModel, request.user, pk))
+        return downloads.zip_response(owned_or_404(CatalogModel, request.user, pk), downloads.site_root(request))
 
 
 class ModelFileDownload(APIView):

@@ -1,20 +1,31 @@
-"""Streaming a model's stored files as a zip, chunk by chunk: never the whole archive (or file) in memory."""
+"""Streaming a model's stored files as a zip, chunk by chunk: never the whole archive (or file) in memory.
+
+The zip holds one top-level folder named after the model, so unzipping it never spills files into the current
+folder. Its README.md carries a "Use" section written for that layout (webapp.catalog.cards), and its
+checksums.sha256 is adjusted to match, so `sha256sum -c` passes inside the unzipped folder.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from typing import Any
 
 from django.core.files.storage import default_storage
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.urls import reverse
 
-from webapp.catalog.models import CatalogModel
+from webapp.catalog import cards, loading
+from webapp.catalog.models import CatalogModel, Kind
 
 CHUNK_BYTES = 1 << 20
 # Weights do not compress; storing them keeps the stream cheap on CPU. Text files deflate well.
 STORED_SUFFIXES = (".safetensors",)
+CARD = "README.md"
+CHECKSUMS = "checksums.sha256"
 
 
 class ChunkSink(io.RawIOBase):
@@ -42,19 +53,87 @@ class ChunkSink(io.RawIOBase):
         return block
 
 
+def folder_name(model: CatalogModel) -> str:
+    """The zip's top-level folder: the model's name in ASCII characters safe on every file system and unzip tool."""
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "-" for c in model.name).strip("-.") or "model"
+
+
 def zip_name(model: CatalogModel) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model.name).strip("-.") or "model"
-    return f"{safe}.zip"
+    return f"{folder_name(model)}.zip"
 
 
-def stream_zip(model: CatalogModel) -> Iterator[bytes]:
-    """The model's files in its save_pretrained layout, as zip bytes in chunks of about CHUNK_BYTES."""
+def site_root(request: HttpRequest) -> str:
+    """The scheme and host the user reached us on, for download URLs written into the card."""
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+def download_of(model: CatalogModel, site: str) -> cards.Download:
+    url = f"{site}{reverse('api-model-download', args=[model.id])}"
+    return cards.Download(model.name, folder_name(model), zip_name(model), url)
+
+
+def stored_text(model: CatalogModel, name: str) -> str | None:
+    if stored_file(model, name) is None:
+        return None
+    with default_storage.open(f"{model.storage_prefix}/{name}", "rb") as handle:
+        return str(handle.read().decode("utf-8", errors="replace"))
+
+
+def loading_facts(model: CatalogModel) -> cards.Loading:
+    names = {entry["name"] for entry in model.files}
+    adapter_config = stored_text(model, "adapter_config.json") if model.kind == Kind.ADAPTER else None
+    if adapter_config is not None:
+        task = loading.task_of_adapter_config(json.loads(adapter_config))
+    else:
+        config = stored_text(model, "config.json")
+        task = loading.task_of_config(json.loads(config)) if config else (model.tasks or ["feature_extraction"])[0]
+    return cards.Loading(
+        task=task,
+        is_adapter=adapter_config is not None,
+        has_tokenizer=bool(names & {"tokenizer_config.json", "tokenizer.json"}),
+        adapter_has_config=adapter_config is not None and "config.json" in names,
+    )
+
+
+def rendered_card(model: CatalogModel, site: str) -> str:
+    """The stored model card with a "Use" section for this catalog's downloads (a short card when none is stored)."""
+    card = stored_text(model, CARD) or f"# {model.name}\n\n{model.get_kind_display()} from the Layercake catalog.\n"
+    base = model.parent if model.kind == Kind.ADAPTER else None
+    usage = cards.usage_section(loading_facts(model), download_of(model, site), download_of(base, site) if base else None)
+    return cards.with_usage(card, usage)
+
+
+def rendered_checksums(model: CatalogModel, card: bytes) -> bytes | None:
+    """The engine's `sha256sum -c` list with the README.md line matching the card in the zip."""
+    text = stored_text(model, CHECKSUMS)
+    if text is None:
+        return None
+    digest = hashlib.sha256(card).hexdigest()
+    lines = [f"{digest}  {CARD}" if line.endswith(f"  {CARD}") else line for line in text.splitlines()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def stream_zip(model: CatalogModel, site: str = "") -> Iterator[bytes]:
+    """The model's files in its save_pretrained layout under one top-level folder, as zip bytes in chunks."""
     sink = ChunkSink()
+    folder = folder_name(model)
+    card = rendered_card(model, site).encode()
+    rendered = {CARD: card, CHECKSUMS: rendered_checksums(model, card)}
+    names = [entry["name"] for entry in model.files]
+    when = model.created_at.timetuple()[:6]
     with zipfile.ZipFile(sink, mode="w", allowZip64=True) as archive:
+        if CARD not in names:
+            archive.writestr(zipfile.ZipInfo(f"{folder}/{CARD}", date_time=when), card, zipfile.ZIP_DEFLATED)
         for entry in model.files:
             # Member names come from the catalog's own file list, written at registration, never from the request.
-            info = zipfile.ZipInfo(entry["name"], date_time=model.created_at.timetuple()[:6])
+            info = zipfile.ZipInfo(f"{folder}/{entry['name']}", date_time=when)
             info.compress_type = zipfile.ZIP_STORED if entry["name"].endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+            replacement = rendered.get(entry["name"])
+            if replacement is not None:
+                archive.writestr(info, replacement)
+                if ready := sink.drain():
+                    yield ready
+                continue
             info.file_size = entry["size_bytes"]
             with default_storage.open(f"{model.storage_prefix}/{entry['name']}", "rb") as source:
                 with archive.open(info, mode="w", force_zip64=entry["size_bytes"] > zipfile.ZIP64_LIMIT) as member:
@@ -78,8 +157,8 @@ def stream_file(model: CatalogModel, entry: dict[str, Any]) -> Iterator[bytes]:
         yield from iter(lambda: source.read(CHUNK_BYTES), b"")
 
 
-def zip_response(model: CatalogModel) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(stream_zip(model), content_type="application/zip")
+def zip_response(model: CatalogModel, site: str = "") -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream_zip(model, site), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{zip_name(model)}"'
     return response
 

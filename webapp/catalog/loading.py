@@ -29,9 +29,16 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
 def task_of_folder(folder: Path) -> str:
     """What a folder's model does: from peft's task type for adapters, else from the architecture's head."""
     if is_adapter_folder(folder):
-        task_type = read_adapter_config(folder).get("task_type") or "CAUSAL_LM"
-        return TASK_BY_PEFT_TASK_TYPE.get(task_type, "sft")
-    config = json.loads((folder / "config.json").read_text())
+        return task_of_adapter_config(read_adapter_config(folder))
+    return task_of_config(json.loads((folder / "config.json").read_text()))
+
+
+def task_of_adapter_config(adapter_config: dict[str, Any]) -> str:
+    return TASK_BY_PEFT_TASK_TYPE.get(adapter_config.get("task_type") or "CAUSAL_LM", "sft")
+
+
+def task_of_config(config: dict[str, Any]) -> str:
+    """What a model's config.json says it does, from the architecture's head."""
     architectures = " ".join(config.get("architectures") or [])
     if "ForSequenceClassification" in architectures:
         return "classification"
@@ -130,9 +137,9 @@ def chat_inputs(tokenizer: Any, prompt: str) -> Any:
     return tokenizer(prompt, return_tensors="pt")
 
 
-def generation_kwargs(tokenizer: Any, max_new_tokens: int) -> dict[str, Any]:
-    return {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": False,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
+def generation_kwargs(tokenizer: Any, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> dict[str, Any]:
+    """Greedy at temperature 0 (the same answer every time); sampling with temperature and top-p above it."""
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+    if temperature > 0:
+        return {**kwargs, "do_sample": True, "temperature": temperature, "top_p": top_p}
+    return {**kwargs, "do_sample": False}

@@ -30,11 +30,20 @@ class CatalogModelQuerySet(models.QuerySet["CatalogModel"]):
             return self.none()
         return self.filter(Q(owner__isnull=True) | Q(owner=user))
 
+    def owned_by(self, user: Any) -> CatalogModelQuerySet:
+        """The user's own models: what they may change (shared bases are seen by all, changed by none)."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(owner=user)
+
     def bases(self) -> CatalogModelQuerySet:
         return self.filter(kind=Kind.BASE)
 
     def derived(self) -> CatalogModelQuerySet:
         return self.exclude(kind=Kind.BASE)
+
+
+NAME_MAX_LENGTH = 200
 
 
 class CatalogModel(models.Model):
@@ -47,7 +56,7 @@ class CatalogModel(models.Model):
         related_name="catalog_models",
         help_text="Empty for models shared with every user (the bundled bases).",
     )
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"

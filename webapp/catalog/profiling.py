@@ -9,11 +9,13 @@ from __future__ import annotations
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,11 @@ REPEATS = 3
 CLASSIFIER_REPEATS = 20
 PROFILE_PROMPT = "Write a short story about a cat who finds a small house."
 NOT_MERGEABLE = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
+# Others' share of the machine's CPU during a measurement above which the figures are flagged as measured under load.
+BUSY_FRACTION = 0.25
+# A full model doing more work per token than the adapter over a shared base is impossible: noise, so measure again.
+ORDER_TOLERANCE = 1.10
+MAX_REPEATS = 2
 MODE_LABELS = {
     "full_model": "Full model of its own",
     "merged_at_load": "Adapter merged into the base at load",
@@ -153,41 +160,129 @@ def write_merged_copy(adapter_dir: Path, base_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def profile(model_dir: Path, base_dir: Path | None, storage: StorageFacts, threads: int | None = None) -> dict[str, Any]:
-    """The deployment table's rows. `base_dir` is set for adapters; full and merged models have one way to run."""
+Measure = Callable[[str, Path, Path | None, int | None], dict[str, Any]]
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent working since boot (every process, every core)."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return float(sum(times)) - float(times.idle) - float(getattr(times, "iowait", 0.0))
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured_with_load(measure: Measure, mode: str, model_dir: Path, base_dir: Path | None, threads: int | None) -> dict[str, Any]:
+    """One measurement, plus the share of the machine's CPU that other processes used while it ran.
+
+    The measuring child's own CPU is subtracted (it is reaped, so RUSAGE_CHILDREN counts it); what is left is
+    other work on the machine: a training job, another profile, anything that slows these figures down.
+    """
+    import psutil
+
+    machine_before, ours_before, started = busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
+    row = measure(mode, model_dir, base_dir, threads)
+    wall = max(time.perf_counter() - started, 1e-6)
+    others = (busy_cpu_seconds() - machine_before) - (children_cpu_seconds() - ours_before)
+    share = min(max(others / (wall * (psutil.cpu_count() or 1)), 0.0), 1.0)
+    return {**row, "other_cpu_share": round(share, 3)}
+
+
+def out_of_order(rows: list[dict[str, Any]]) -> str | None:
+    """Why the latencies cannot be right, or None: the full model must not be slower than the adapter at inference."""
+    by_mode = {row["mode"]: row for row in rows if row.get("applicable")}
+    full, adapter = by_mode.get("full_model"), by_mode.get("adapter_at_inference")
+    if full and adapter and full["latency_ms"] > adapter["latency_ms"] * ORDER_TOLERANCE:
+        return (f"the full model measured slower ({full['latency_ms']:.2f} ms) than the adapter applied over a shared "
+                f"base ({adapter['latency_ms']:.2f} ms), which does more work per {full.get('unit', 'token')}")
+    return None
+
+
+def fastest_rows(attempts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per mode, the attempt with the lowest latency: other work on a machine only ever adds time."""
+    best = []
+    for rows in zip(*attempts, strict=True):
+        measured = [row for row in rows if row.get("applicable")]
+        best.append(min(measured, key=lambda row: row["latency_ms"]) if measured else rows[0])
+    return best
+
+
+def profile(
+    model_dir: Path, base_dir: Path | None, storage: StorageFacts, threads: int | None = None,
+    measure: Measure = measure_in_fresh_process,
+) -> dict[str, Any]:
+    """The deployment table's rows. `base_dir` is set for adapters; full and merged models have one way to run.
+
+    Latencies in an impossible order are measured again (the two ways compared, up to MAX_REPEATS times), and the
+    table says so.
+    """
+    with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
+        merged_dir = None
+        if base_dir is not None and loading.read_adapter_config(model_dir).get("peft_type") not in NOT_MERGEABLE:
+            merged_dir = write_merged_copy(model_dir, base_dir, Path(scratch) / "merged")
+        attempts = [measure_rows(model_dir, base_dir, merged_dir, storage, threads, measure)]
+        reasons = []
+        while (reason := out_of_order(fastest_rows(attempts))) and len(attempts) <= MAX_REPEATS:
+            reasons.append(reason)
+            attempts.append(measure_rows(model_dir, base_dir, merged_dir, storage, threads, measure, previous=attempts[-1]))
+    rows = fastest_rows(attempts)
+    unit = next((row["unit"] for row in rows if row.get("unit")), "token")
+    busiest = max((row.get("other_cpu_share", 0.0) for row in rows), default=0.0)
+    figures: dict[str, Any] = {"unit": unit, "modes": rows, "other_cpu_share": busiest, "under_load": busiest > BUSY_FRACTION}
+    if reasons:
+        figures["repeats"] = len(attempts) - 1
+        figures["repeat_reason"] = reasons[0]
+        figures["still_out_of_order"] = out_of_order(rows)
+    return figures
+
+
+# What a repeat measures again: the two ways whose order cannot be wrong. The others keep their first figures.
+REPEATED_MODES = ("full_model", "adapter_at_inference")
+
+
+def measure_rows(
+    model_dir: Path, base_dir: Path | None, merged_dir: Path | None, storage: StorageFacts, threads: int | None,
+    measure: Measure, previous: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    kept = {row["mode"]: row for row in previous or [] if row["mode"] not in REPEATED_MODES}
+
+    def measured(mode: str, folder: Path, base: Path | None) -> dict[str, Any]:
+        return kept.get(mode) or measured_with_load(measure, mode, folder, base, threads)
+
     rows: list[dict[str, Any]] = []
     if base_dir is None:
-        full = measure_in_fresh_process("full_model", model_dir, None, threads)
+        full = measured("full_model", model_dir, None)
         rows.append({**full, "storage_bytes": storage.model_bytes, "own_storage_bytes": storage.model_bytes,
                      "base_files_shared": False, "base_memory_shared": False, "applicable": True})
         for mode in ("merged_at_load", "adapter_at_inference"):
             rows.append({"mode": mode, "applicable": False, "why": "a full model has no adapter to apply"})
-    elif loading.read_adapter_config(model_dir).get("peft_type") in NOT_MERGEABLE:
+    elif merged_dir is None:
         # A soft prompt is an input, not a weight: there is no full or merged model to run.
         for mode in ("full_model", "merged_at_load"):
             rows.append({"mode": mode, "applicable": False, "why": "a prompt-tuning adapter cannot be merged"})
-        at_inference = measure_in_fresh_process("adapter_at_inference", model_dir, base_dir, threads)
+        at_inference = measured("adapter_at_inference", model_dir, base_dir)
         rows.append({**at_inference, "storage_bytes": storage.base_bytes + storage.model_bytes,
                      "own_storage_bytes": storage.model_bytes, "base_files_shared": True, "base_memory_shared": True,
                      "applicable": True})
     else:
-        with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
-            merged_dir = write_merged_copy(model_dir, base_dir, Path(scratch) / "merged")
-            merged_bytes = folder_bytes(merged_dir)
-            full = measure_in_fresh_process("full_model", merged_dir, None, threads)
+        merged_bytes = folder_bytes(merged_dir)
+        full = measured("full_model", merged_dir, None)
         rows.append({**full, "storage_bytes": merged_bytes, "own_storage_bytes": merged_bytes,
                      "base_files_shared": False, "base_memory_shared": False, "applicable": True})
         shared_storage = storage.base_bytes + storage.model_bytes
-        merged_at_load = measure_in_fresh_process("merged_at_load", model_dir, base_dir, threads)
+        merged_at_load = measured("merged_at_load", model_dir, base_dir)
         rows.append({**merged_at_load, "storage_bytes": shared_storage, "own_storage_bytes": storage.model_bytes,
                      "base_files_shared": True, "base_memory_shared": False, "applicable": True})
-        at_inference = measure_in_fresh_process("adapter_at_inference", model_dir, base_dir, threads)
+        at_inference = measured("adapter_at_inference", model_dir, base_dir)
         rows.append({**at_inference, "storage_bytes": shared_storage, "own_storage_bytes": storage.model_bytes,
                      "base_files_shared": True, "base_memory_shared": True, "applicable": True})
     for row in rows:
         row["label"] = MODE_LABELS[row["mode"]]
-    unit = next((row["unit"] for row in rows if row.get("unit")), "token")
-    return {"unit": unit, "modes": rows}
+    return rows
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.catalog import loading, merging, model_files, profiling
-from webapp.catalog.models import CatalogModel, Kind
+from webapp.catalog import downloads, loading, merging, model_files, profiling
+from webapp.catalog.models import NAME_MAX_LENGTH, CatalogModel, Kind
 from webapp.lib.errors import LayercakeError, RowError
 from webapp.lib.storage import local_path
 
@@ -410,6 +411,7 @@ def profile_deployment(model: CatalogModel) -> dict[str, Any]:
     CatalogModel.objects.filter(pk=model.pk).update(deployment={"status": "running"})
     base = root_base(model)
     adapter = model if model.kind == Kind.ADAPTER else None
+    jobs_before = jobs_running_here()
     try:
         figures = profiling.profile(
             model_dir=local_dir(model),
@@ -420,13 +422,24 @@ def profile_deployment(model: CatalogModel) -> dict[str, Any]:
                 base_weight_bytes=weight_bytes(base),
             ),
         )
-        state = {"status": "done", "measured_at": timezone.now().isoformat(), **figures}
+        jobs = sorted(set(jobs_before) | set(jobs_running_here()))
+        state = {"status": "done", "measured_at": timezone.now().isoformat(), **figures, "concurrent_jobs": jobs}
+        state["under_load"] = bool(state.get("under_load") or jobs)
     except Exception as error:  # a profile that fails is shown with its reason; the model itself is fine
         logger.exception("profiling %s failed", model.id)
         state = {"status": "failed", "error": str(error)[:500]}
     CatalogModel.objects.filter(pk=model.pk).update(deployment=state)
     model.deployment = state
     return state
+
+
+def jobs_running_here() -> list[str]:
+    """Training jobs running on this machine's workers: they share its CPU with the measurement."""
+    from jobs.models import Job
+
+    host = socket.gethostname()
+    workers = Job.objects.running().values_list("pk", "worker")
+    return [str(pk) for pk, worker in workers if worker and worker.rsplit("@", 1)[-1] == host]
 
 
 def weight_bytes(model: CatalogModel) -> int:
@@ -537,6 +550,32 @@ def import_upload(upload: Any, *, kind: str, name: str, owner: Any, base: Catalo
         )
 
 
+# --- renaming -------------------------------------------------------------------------------------
+
+
+def clean_model_name(name: Any) -> str:
+    """A model name as the catalog keeps it: one line, trimmed, not empty, at most NAME_MAX_LENGTH characters."""
+    if not isinstance(name, str):
+        raise LayercakeError("A model name is text.", [RowError(None, "name", f"got {type(name).__name__}")])
+    cleaned = " ".join(name.split())  # newlines and tabs would break the tree, the zip folder and the card
+    if not cleaned:
+        raise LayercakeError("Give the model a name: it cannot be empty.", [RowError(None, "name", "empty")])
+    if len(cleaned) > NAME_MAX_LENGTH:
+        raise LayercakeError(
+            f"A model name is at most {NAME_MAX_LENGTH} characters; this one has {len(cleaned)}.",
+            [RowError(None, "name", f"{len(cleaned)} characters")],
+        )
+    return cleaned
+
+
+def rename_model(model: CatalogModel, name: Any) -> CatalogModel:
+    """Give a model a new name; its files, lineage and download links stay as they are."""
+    model.name = clean_model_name(name)
+    CatalogModel.objects.filter(pk=model.pk).update(name=model.name)
+    logger.info("renamed model %s to %r", model.id, model.name)
+    return model
+
+
 # --- what the pages show ---------------------------------------------------------------------------
 
 
@@ -574,17 +613,41 @@ def metric_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
-def model_card_text(model: CatalogModel, limit: int = 20_000) -> str:
-    """The model card (README.md) without its YAML front matter, as plain text."""
-    if not any(entry["name"] == "README.md" for entry in model.files):
-        return ""
-    with default_storage.open(f"{model.storage_prefix}/README.md", "rb") as handle:
-        text = handle.read(limit).decode("utf-8", errors="replace")
+def model_card_text(model: CatalogModel, site: str = "", limit: int = 20_000) -> str:
+    """The model card as the download carries it (with its "Use" section), without the YAML front matter."""
+    text = downloads.rendered_card(model, site)[:limit]
     if text.startswith("---"):
         end = text.find("\n---", 3)
         if end != -1:
             text = text[end + 4:]
     return text.strip()
+
+
+def adapter_summary(model: CatalogModel) -> dict[str, Any]:
+    """An adapter's settings for its page, from its adapter_config.json; lists given once each.
+
+    peft appends the classifier heads it saves on its own to `modules_to_save`, so a config can name a head twice.
+    """
+    if model.kind != Kind.ADAPTER:
+        return {}
+    text = downloads.stored_text(model, "adapter_config.json")
+    if text is None:
+        return {}
+    config = json.loads(text)
+
+    def once(value: Any) -> list[str]:
+        items = [value] if isinstance(value, str) else list(value or [])
+        return list(dict.fromkeys(str(item) for item in items))
+
+    return {
+        "peft_type": config.get("peft_type") or "",
+        "task_type": config.get("task_type") or "",
+        "r": config.get("r"),
+        "lora_alpha": config.get("lora_alpha"),
+        "num_virtual_tokens": config.get("num_virtual_tokens"),
+        "target_modules": once(config.get("target_modules")),
+        "modules_to_save": once(config.get("modules_to_save")),
+    }
 
 
 def origin_of(model: CatalogModel) -> dict[str, Any]:

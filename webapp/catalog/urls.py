@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.model_list, name="list"),
     path("import/", views.import_model, name="import"),
     path("<uuid:pk>/", views.model_detail, name="detail"),
+    path("<uuid:pk>/rename/", views.rename, name="rename"),
     path("<uuid:pk>/download/", views.download_zip, name="download"),
     path("<uuid:pk>/files/<path:name>", views.download_file, name="file"),
     path("<uuid:pk>/merge/", views.merge, name="merge"),

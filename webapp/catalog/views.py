@@ -22,24 +22,41 @@ def model_list(request: HttpRequest) -> HttpResponse:
     return render(request, "catalog/list.html", {"rows": services.model_tree(models), "count": len(models)})
 
 
-def model_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    model = owned_or_404(CatalogModel, request.user, pk)
-    children = model.children.visible_to(request.user)  # type: ignore[attr-defined]
-    context: dict[str, Any] = {
+def detail_context(request: HttpRequest, model: CatalogModel) -> dict[str, Any]:
+    return {
         "model": model,
         "lineage": model.lineage(),
-        "children": children,
+        "children": model.children.visible_to(request.user),  # type: ignore[attr-defined]
+        "can_rename": model.owner_id == request.user.pk,
         "metric_rows": services.metric_rows(model.metrics),
         "merge_proof": (model.metrics or {}).get("merge_proof"),
-        "card": services.model_card_text(model),
+        "card": services.model_card_text(model, downloads.site_root(request)),
+        "adapter_summary": services.adapter_summary(model),
         "origin": services.origin_of(model),
         "deployment": services.deployment_table(model),
     }
-    return render(request, "catalog/detail.html", context)
+
+
+def model_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    model = owned_or_404(CatalogModel, request.user, pk)
+    return render(request, "catalog/detail.html", detail_context(request, model))
+
+
+@require_POST
+def rename(request: HttpRequest, pk: str) -> HttpResponse:
+    # Owner-only: a shared base is visible to everyone but is nobody's to rename.
+    model = owned_or_404(CatalogModel.objects.owned_by(request.user), request.user, pk)
+    try:
+        services.rename_model(model, request.POST.get("name", ""))
+    except LayercakeError as error:
+        context = {**detail_context(request, model), "rename_error": error.message, "rename_value": request.POST.get("name", "")}
+        return render(request, "catalog/detail.html", context, status=error.status)
+    messages.success(request, f"Renamed to {model.name}.")
+    return redirect("catalog:detail", pk=model.pk)
 
 
 def download_zip(request: HttpRequest, pk: str) -> StreamingHttpResponse:
-    return downloads.zip_response(owned_or_404(CatalogModel, request.user, pk))
+    return downloads.zip_response(owned_or_404(CatalogModel, request.user, pk), downloads.site_root(request))
 
 
 def download_file(request: HttpRequest, pk: str, name: str) -> StreamingHttpResponse:

@@ -4,22 +4,74 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from webapp.catalog import loading
+from webapp.lib.errors import LayercakeError, RowError
 from webapp.playground.resident import Served
 
 MAX_NEW_TOKENS = 96
 MAX_INPUT_TOKENS = 512
 UPDATE_EVERY_SECONDS = 0.2
+# Sampling draws from torch's generator: seeding it before each model makes a side-by-side run fair and repeatable.
+SAMPLING_SEED = 0
 OnUpdate = Callable[[dict[str, Any]], None]
 
 
-def answer(served: Served, text: str, on_update: OnUpdate, max_new_tokens: int = MAX_NEW_TOKENS) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How generative models answer. The default is greedy: the same input gives the same answer every run,
+    so a tuned model and its base are compared on their weights, not on the luck of a draw."""
+
+    max_new_tokens: int = MAX_NEW_TOKENS
+    temperature: float = 0.0  # 0 is greedy; above 0 samples with top-p
+    top_p: float = 1.0
+
+    LIMITS = {"max_new_tokens": (1, 512), "temperature": (0.0, 2.0), "top_p": (0.01, 1.0)}
+    LABELS = {"max_new_tokens": "Max new tokens", "temperature": "Temperature", "top_p": "Top-p"}
+
+    @classmethod
+    def from_input(cls, raw: Mapping[str, Any]) -> GenerationSettings:
+        """Settings from a form or JSON; blank fields take the defaults. Out of bounds is an error, never clamped."""
+        values: dict[str, Any] = {}
+        problems: list[RowError] = []
+        for name, (low, high) in cls.LIMITS.items():
+            given = raw.get(name)
+            if given is None or (isinstance(given, str) and not given.strip()):
+                continue
+            label = cls.LABELS[name]
+            try:
+                number = float(given)
+                if name == "max_new_tokens":
+                    if number != int(number):
+                        raise ValueError
+                    number = int(number)
+            except (TypeError, ValueError, OverflowError):
+                kind = "a whole number" if name == "max_new_tokens" else "a number"
+                problems.append(RowError(None, name, f"{label} must be {kind} from {low} to {high}; got {given!r}."))
+                continue
+            if not low <= number <= high:
+                problems.append(RowError(None, name, f"{label} must be from {low} to {high}; got {given}."))
+                continue
+            values[name] = number
+        if problems:
+            raise LayercakeError(problems[0].message, problems)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def answer(served: Served, text: str, on_update: OnUpdate, settings: GenerationSettings | None = None) -> dict[str, Any]:
     """The answer's fields for the page: `text` for generations, `labels` for classifiers, `tokens` for taggers."""
     if served.task in loading.GENERATIVE_TASKS:
-        return generate(served, text, on_update, max_new_tokens)
+        return generate(served, text, on_update, settings or GenerationSettings())
     if served.task == "classification":
         return classify(served, text)
     if served.task == "token_classification":
@@ -27,8 +79,24 @@ def answer(served: Served, text: str, on_update: OnUpdate, max_new_tokens: int =
     raise ValueError("This model has no task head to answer with: compare it through a tuned classifier.")
 
 
-def generate(served: Served, text: str, on_update: OnUpdate, max_new_tokens: int) -> dict[str, Any]:
-    """Greedy generation streamed token by token (TextIteratorStreamer), through the chat template for causal LMs."""
+def eos_ids(served: Served) -> set[int]:
+    ids = {served.tokenizer.eos_token_id}
+    configured = getattr(getattr(served.model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, list) else {configured}
+    return {i for i in ids if i is not None}
+
+
+def new_token_ids(output: Any, prompt_ids: Any, task: str) -> list[int]:
+    """The ids generate() added: seq2seq outputs start with the decoder's start token, causal ones with the prompt."""
+    ids = output[0].tolist()
+    if task == "seq2seq":
+        return ids[1:]
+    prompt = prompt_ids[0].tolist()
+    return ids[len(prompt):] if ids[: len(prompt)] == prompt else ids
+
+
+def generate(served: Served, text: str, on_update: OnUpdate, settings: GenerationSettings) -> dict[str, Any]:
+    """Generation streamed token by token (TextIteratorStreamer), through the chat template for causal LMs."""
     import torch
     from transformers import TextIteratorStreamer
 
@@ -39,15 +107,19 @@ def generate(served: Served, text: str, on_update: OnUpdate, max_new_tokens: int
         inputs = loading.chat_inputs(tokenizer, text)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=served.task != "seq2seq", skip_special_tokens=True, timeout=300)
     failure: list[BaseException] = []
+    outputs: list[Any] = []
+    kwargs = loading.generation_kwargs(tokenizer, settings.max_new_tokens, settings.temperature, settings.top_p)
 
     def run() -> None:
         try:
             with torch.no_grad():
-                served.model.generate(**inputs, **loading.generation_kwargs(tokenizer, max_new_tokens), streamer=streamer)
+                outputs.append(served.model.generate(**inputs, **kwargs, streamer=streamer))
         except BaseException as error:  # surfaced in the caller's thread below
             failure.append(error)
             streamer.end()
 
+    if not settings.greedy:
+        torch.manual_seed(SAMPLING_SEED)
     worker = threading.Thread(target=run, daemon=True)
     started = time.perf_counter()
     worker.start()
@@ -65,11 +137,15 @@ def generate(served: Served, text: str, on_update: OnUpdate, max_new_tokens: int
     if failure:
         raise failure[0]
     generated = "".join(pieces)
-    token_count = len(tokenizer(generated, add_special_tokens=False)["input_ids"]) if generated else 0
+    new_ids = new_token_ids(outputs[0], inputs["input_ids"], served.task)
+    token_count = len(new_ids)
     seconds = time.perf_counter() - started
     return {
         "text": generated,
         "tokens_generated": token_count,
+        # Stopped by the limit, not by the model: the answer may be cut mid-sentence.
+        "truncated": token_count >= settings.max_new_tokens and not (new_ids and new_ids[-1] in eos_ids(served)),
+        "max_new_tokens": settings.max_new_tokens,
         "first_token_seconds": round(first_token_seconds or seconds, 3),
         "ms_per_token": round(seconds * 1000 / token_count, 1) if token_count else None,
     }

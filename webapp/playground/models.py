@@ -28,6 +28,8 @@ class PlaygroundRun(models.Model):
     failure_reason = models.TextField(blank=True)
     # One entry per model, in the order shown: {"model", "name", "kind", "status", "mode", "seconds", "text" | "labels" | "tokens"}.
     answers = models.JSONField(default=list)
+    # How generative models answer (webapp.playground.answering.GenerationSettings); empty: the defaults.
+    generation = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
+from webapp.catalog import loading
 from webapp.catalog.models import CatalogModel, Family, Kind
 from webapp.catalog.services import local_dir
 from webapp.lib.errors import LayercakeError
@@ -40,8 +42,9 @@ def playground_models(user: Any) -> list[CatalogModel]:
     return list(CatalogModel.objects.visible_to(user).order_by("created_at"))
 
 
-def start_run(owner: Any, prompt: str, models: list[CatalogModel]) -> PlaygroundRun:
-    """Record the run and send it to the inference queue after commit."""
+def start_run(owner: Any, prompt: str, models: list[CatalogModel], generation: Mapping[str, Any] | None = None) -> PlaygroundRun:
+    """Record the run and send it to the inference queue after commit; `generation` is validated here."""
+    settings = answering.GenerationSettings.from_input(generation or {})
     prompt = prompt.strip()
     if not prompt:
         raise LayercakeError("Type an input for the models to answer.")
@@ -53,7 +56,7 @@ def start_run(owner: Any, prompt: str, models: list[CatalogModel]) -> Playground
         raise LayercakeError(f"Compare up to {MAX_MODELS_PER_RUN} models at once.")
     answers = [{"model": str(m.id), "name": m.name, "kind": m.kind, "status": "waiting"} for m in models]
     with transaction.atomic():
-        run = PlaygroundRun.objects.create(owner=owner, prompt=prompt, answers=answers)
+        run = PlaygroundRun.objects.create(owner=owner, prompt=prompt, answers=answers, generation=settings.as_dict())
         transaction.on_commit(lambda: send_run(run))
     return run
 
@@ -79,6 +82,16 @@ def served_model(model: CatalogModel, companions: list[CatalogModel]) -> tuple[S
         spec, _ = served_model(tuned, [])
         return spec, True
     return ServedModel(str(model.id), model.name, model.kind, local_dir(model)), False
+
+
+def has_untrained_head(base: CatalogModel, task: str) -> bool:
+    """A bare base served for a classifier task answers through a head made at random when it was loaded:
+    its scores (about 1/N per label) say nothing about the base, only that it has no head of its own."""
+    return task in loading.CLASSIFIER_TASKS and loading.task_of_folder(local_dir(base)) not in loading.CLASSIFIER_TASKS
+
+
+def generation_settings(run: PlaygroundRun) -> answering.GenerationSettings:
+    return answering.GenerationSettings.from_input(run.generation or {})
 
 
 def serve_run(run: PlaygroundRun, pool: ResidentModels) -> None:
@@ -114,7 +127,8 @@ def serve_one(run: PlaygroundRun, entry: dict[str, Any], model: CatalogModel | N
         with pool.use(spec, adapters_off=adapters_off) as served:
             entry["mode"] = served.mode
             entry["task"] = served.task
-            entry.update(answering.answer(served, run.prompt, on_update))
+            entry["untrained_head"] = adapters_off and has_untrained_head(model, served.task)
+            entry.update(answering.answer(served, run.prompt, on_update, generation_settings(run)))
         entry["status"] = "done"
     except LayercakeError as error:
         entry.update(status="failed", error=error.message)

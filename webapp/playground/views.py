@@ -11,7 +11,10 @@ from webapp.catalog.models import CatalogModel
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
 from webapp.playground import services
+from webapp.playground.answering import GenerationSettings
 from webapp.playground.models import PlaygroundRun
+
+GENERATION_FIELDS = tuple(GenerationSettings.LIMITS)
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -23,6 +26,7 @@ def index(request: HttpRequest) -> HttpResponse:
         preselected |= {str(model.id), str(model.lineage()[0].id)}
     return render(request, "playground/index.html", {
         "models": services.playground_models(request.user), "selected": preselected, "run": None, "prompt": "",
+        "generation": GenerationSettings().as_dict(),
     })
 
 
@@ -30,13 +34,15 @@ def index(request: HttpRequest) -> HttpResponse:
 def create_run(request: HttpRequest) -> HttpResponse:
     models = [owned_or_404(CatalogModel, request.user, pk) for pk in request.POST.getlist("models")]
     try:
-        run = services.start_run(request.user, request.POST.get("prompt", ""), models)
+        run = services.start_run(request.user, request.POST.get("prompt", ""), models, generation=request.POST)
     except LayercakeError as error:
         messages.error(request, error.message)
         return render(request, "playground/index.html", {
             "models": services.playground_models(request.user), "selected": {str(m.id) for m in models},
             "run": None, "prompt": request.POST.get("prompt", ""),
-        }, status=400)
+            "generation": {name: request.POST.get(name, "") for name in GENERATION_FIELDS},
+            "generation_errors": {detail.field: detail.message for detail in error.details},
+        }, status=error.status)
     return redirect("playground:run", pk=run.pk)
 
 
@@ -44,7 +50,7 @@ def run_page(request: HttpRequest, pk: str) -> HttpResponse:
     run = owned_or_404(PlaygroundRun, request.user, pk)
     return render(request, "playground/index.html", {
         "models": services.playground_models(request.user), "selected": {a["model"] for a in run.answers},
-        "run": run, "prompt": run.prompt,
+        "run": run, "prompt": run.prompt, "generation": services.generation_settings(run).as_dict(),
     })
 
 
