@@ -235,6 +235,10 @@ def lora_target_modules(model_type: str, requested: list[str] | str | None) -> l
     return list(defaults) if defaults else "all-linear"
 
 
+# The head names peft itself puts in modules_to_save for SEQ_CLS / TOKEN_CLS: adding them again lists them twice.
+_PEFT_HEAD_NAMES = frozenset({"classifier", "score"})
+
+
 def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, execution: Execution) -> PeftModel:
     if method == "qlora":
         model = prepare_model_for_kbit_training(
@@ -248,7 +252,7 @@ def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, executio
         target_modules=lora_target_modules(model.config.model_type, hp.target_modules),
         # peft adds the classifier/score head to modules_to_save for SEQ_CLS and TOKEN_CLS on its own; we add any
         # other module the base checkpoint lacked, so the adapter file holds every weight that is not the base's.
-        modules_to_save=list(getattr(model, "newly_initialized_modules", [])) or None,
+        modules_to_save=[m for m in getattr(model, "newly_initialized_modules", []) if m not in _PEFT_HEAD_NAMES] or None,
     )
     peft_model = get_peft_model(model, config)
     if task in ("classification", "token_classification"):

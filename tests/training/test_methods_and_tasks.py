@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,8 @@ def _assert_artifact(result, adapter: bool) -> None:
     if adapter:
         assert {"adapter_config.json", "adapter_model.safetensors"} <= names
         assert "model.safetensors" not in names
+        saved_whole = json.loads((result.artifact_dir / "adapter_config.json").read_text()).get("modules_to_save") or []
+        assert len(saved_whole) == len(set(saved_whole)), f"modules_to_save lists a module twice: {saved_whole}"
     else:
         assert {"config.json", "model.safetensors"} <= names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]
