@@ -51,3 +51,10 @@ def test_upload_under_the_limit_is_accepted_and_django_spools_it_to_disk(api_ali
     assert settings.FILE_UPLOAD_MAX_MEMORY_SIZE <= 4 * 1024 * 1024
     response = api_alice.post("/api/v1/datasets/", {"file": upload("ok.csv", "text\n" + "a\n" * 1000)}, format="multipart")
     assert response.status_code == 201
+
+
+def test_the_form_without_javascript_over_the_limit_is_a_413_page_not_a_500(client_alice, settings):
+    settings.LAYERCAKE_MAX_UPLOAD_MB = 1
+    response = client_alice.post("/datasets/upload/", {"file": upload("big.csv", b"text\n" + b"a" * (2 * 1024 * 1024))})
+    assert response.status_code == 413
+    assert "larger than the 1 MB upload limit" in response.content.decode()

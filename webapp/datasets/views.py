@@ -26,9 +26,9 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     return _list_page(request, UploadForm(user=request.user))
 
 
-def _list_page(request: HttpRequest, form: UploadForm, status: int = 200) -> HttpResponse:
+def _list_page(request: HttpRequest, form: UploadForm, status: int = 200, error: str = "") -> HttpResponse:
     datasets = Dataset.objects.for_user(request.user)
-    context = {"datasets": datasets, "form": form, "max_upload_mb": settings.LAYERCAKE_MAX_UPLOAD_MB}
+    context = {"datasets": datasets, "form": form, "max_upload_mb": settings.LAYERCAKE_MAX_UPLOAD_MB, "upload_error": error}
     return render(request, "datasets/list.html", context, status=status)
 
 
@@ -40,7 +40,9 @@ def _refuse(request: HttpRequest, problem: LayercakeError, form: UploadForm | No
     if _wants_json(request):
         details = [error.as_dict() for error in problem.details]
         return JsonResponse({"error": problem.message, "details": details}, status=problem.status)
-    form = form or UploadForm(user=request.user)
+    if form is None or not form.is_bound:
+        # Refused before the body was read (too large): there is no bound form to attach the error to.
+        return _list_page(request, UploadForm(user=request.user), status=problem.status, error=problem.message)
     form.add_error(None, problem.message)
     return _list_page(request, form, status=problem.status)
 
