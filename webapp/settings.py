@@ -324,6 +324,9 @@ LAYERCAKE_MAX_ATTEMPTS = int(os.environ.get("LAYERCAKE_MAX_ATTEMPTS", "3"))
 LAYERCAKE_RESEND_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_RESEND_AFTER_SECONDS", "600"))
 # Measure the deployment table (three ways to run it) for every new derived model on a cpu worker.
 LAYERCAKE_PROFILE_DERIVED_MODELS = env_bool("LAYERCAKE_PROFILE_DERIVED_MODELS", True)
+# The playground's inference worker keeps this many base models, and this many adapters over them, loaded.
+LAYERCAKE_RESIDENT_MODELS = int(os.environ.get("LAYERCAKE_RESIDENT_MODELS", "2"))
+LAYERCAKE_RESIDENT_ADAPTERS = int(os.environ.get("LAYERCAKE_RESIDENT_ADAPTERS", "16"))
 # Training device for workers: auto (CUDA when present), cpu or cuda.
 LAYERCAKE_TRAINING_DEVICE = os.environ.get("LAYERCAKE_TRAINING_DEVICE", "auto")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -80,3 +80,12 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no issues" in out.stdout
+
+
+def test_every_variable_documented_in_env_example_is_read_somewhere():
+    import re
+
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    readers = "".join((ROOT / name).read_text() for name in ("webapp/settings.py", "bin/run", "bin/supervisord.conf", "Makefile"))
+    unread = sorted(name for name in documented if name not in readers)
+    assert not unread, f".env.example documents variables nothing reads: {unread}"

@@ -32,8 +32,8 @@ def resident_models() -> ResidentModels:
     global _resident
     if _resident is None:
         _resident = ResidentModels(
-            max_groups=int(getattr(settings, "LAYERCAKE_RESIDENT_MODELS", 2)),
-            max_adapters=int(getattr(settings, "LAYERCAKE_RESIDENT_ADAPTERS", 16)),
+            max_groups=settings.LAYERCAKE_RESIDENT_MODELS,
+            max_adapters=settings.LAYERCAKE_RESIDENT_ADAPTERS,
         )
     return _resident
 
