@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import services
-from jobs.models import Job
+from jobs.models import Job, Priority
 from jobs.serializers import JobCreateSerializer, JobEventSerializer, JobSerializer
 from webapp.api.pagination import LinkHeaderPagination
 from webapp.lib.access import owned_or_404
+from webapp.lib.errors import LayercakeError
 
 EVENTS_PAGE = 1000
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Any string up to 200 characters: a second POST with the same key answers the job the first one created.",
+)
 
 
 class JobList(generics.ListCreateAPIView):
@@ -32,8 +38,13 @@ class JobList(generics.ListCreateAPIView):
                 jobs = jobs.filter(**{name: value})
         return jobs.order_by("-created_at")
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
+    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer}, parameters=[IDEMPOTENCY_KEY])
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 200:
+            raise LayercakeError("The Idempotency-Key header is longer than 200 characters; send a shorter key.")
+        if key and (done := services.submitted_job(request.user, key)) is not None:
+            return Response(JobSerializer(done).data, status=status.HTTP_201_CREATED, headers={"Idempotent-Replayed": "true"})
         given = JobCreateSerializer(data=request.data)
         given.is_valid(raise_exception=True)
         data = given.validated_data
@@ -46,7 +57,7 @@ class JobList(generics.ListCreateAPIView):
             data["hyperparameters"],
             allow_shorter_max_length=data["allow_shorter_max_length"],
         )
-        job = services.create_job(plan)
+        job = services.create_job(plan, submit_token=key or None, priority=Priority[data["priority"].upper()])
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -71,7 +82,9 @@ class JobEvents(APIView):
 
 
 class JobCancel(APIView):
-    @extend_schema(request=None, responses={202: JobSerializer})
+    """202: a waiting job is cancelled, a running one stops at its next step; 409: the job already ended."""
+
+    @extend_schema(request=None, responses={202: JobSerializer, 409: None})
     def post(self, request: Request, pk: str) -> Response:
         job = services.cancel(owned_or_404(Job, request.user, pk))
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

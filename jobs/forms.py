@@ -7,6 +7,7 @@ from typing import Any, cast
 from django import forms
 
 from jobs import services
+from jobs.models import Priority
 from jobs.services import METHOD_SUMMARIES, JobPlan
 from jobs.training import METHODS, TASKS
 from webapp.catalog.models import CatalogModel
@@ -26,7 +27,7 @@ PRESET_CHOICES = [
     ("thorough", "Thorough: more epochs, longer sequences"),
 ]
 # Advanced fields, all optional: empty means "the preset decides".
-INT_FIELDS = ["batch_size", "max_length", "seed", "lora_r", "lora_alpha", "trainable_layers", "num_virtual_tokens"]
+INT_FIELDS = ["batch_size", "max_length", "max_steps", "eval_max_rows", "seed", "lora_r", "lora_alpha", "trainable_layers", "num_virtual_tokens"]
 FLOAT_FIELDS = ["epochs", "learning_rate", "warmup_ratio", "weight_decay", "eval_fraction", "lora_dropout"]
 
 
@@ -36,6 +37,10 @@ class JobForm(forms.Form):
     datasets = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="Several for multi-task training.")
     method = forms.ChoiceField(choices=[(method, method) for method in METHODS], widget=forms.RadioSelect)
     preset = forms.ChoiceField(choices=PRESET_CHOICES, initial="balanced")
+    priority = forms.TypedChoiceField(
+        choices=Priority.choices, coerce=int, required=False, empty_value=None, initial=Priority.NORMAL,
+        help_text="Within its queue a job starts after every waiting job of higher priority, then in submission order.",
+    )
     prompt_init_text = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Prompt tuning starts from this natural-language prompt.",

@@ -28,6 +28,19 @@ WAITING_STATES = frozenset({Status.QUEUED, Status.RETRYING})
 class Kind(models.TextChoices):
     TRAIN = "train", "Fine-tune"
     MERGE = "merge", "Merge adapter"
+    EXPORT = "export", "Export to GGUF"
+
+
+class Priority(models.IntegerChoices):
+    """Within a queue, higher priority first; the same priority in submission order."""
+
+    LOW = -1, "Low"
+    NORMAL = 0, "Normal"
+    HIGH = 1, "High"
+
+
+# The order in which the workers of one queue take waiting jobs (jobs.services.claim_next_job).
+QUEUE_ORDER = ("-priority", "created_at", "id")
 
 
 class FailureReason(models.TextChoices):
@@ -53,6 +66,22 @@ class JobQuerySet(models.QuerySet["Job"]):
     def waiting(self) -> JobQuerySet:
         return self.filter(status__in=WAITING_STATES)
 
+    def in_queue(self, queue: str) -> JobQuerySet:
+        """Waiting jobs sent to `queue`, in the order its workers take them.
+
+        A job never sent (`manage.py finetune` runs its own) has no `enqueued_at` and is no worker's to take.
+        """
+        return self.waiting().filter(queue=queue, enqueued_at__isnull=False).order_by(*QUEUE_ORDER)
+
+    def ahead_of(self, job: Job) -> JobQuerySet:
+        """Waiting jobs of the same queue that a worker takes before `job`."""
+        before = (
+            models.Q(priority__gt=job.priority)
+            | models.Q(priority=job.priority, created_at__lt=job.created_at)
+            | models.Q(priority=job.priority, created_at=job.created_at, id__lt=job.id)
+        )
+        return self.in_queue(job.queue).filter(before).exclude(pk=job.pk)
+
     def stale(self, seconds: int) -> JobQuerySet:
         """Running jobs whose worker has not heartbeaten for `seconds`."""
         return self.running().filter(heartbeat_at__lt=timezone.now() - timedelta(seconds=seconds))
@@ -66,7 +95,11 @@ class Job(models.Model):
     failure_reason = models.CharField(max_length=16, choices=FailureReason.choices, blank=True, default="")
     error = models.TextField(blank=True)
 
-    base_model = models.ForeignKey("catalog.CatalogModel", on_delete=models.PROTECT, related_name="jobs")
+    # Empty once its model was deleted: a finished job keeps its history (catalog.services.delete_model refuses
+    # to delete a model while a job that is not finished uses it).
+    base_model = models.ForeignKey(
+        "catalog.CatalogModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
     datasets = models.ManyToManyField("datasets.Dataset", related_name="jobs", blank=True)
     method = models.CharField(max_length=32)
     task = models.CharField(max_length=32)
@@ -74,6 +107,11 @@ class Job(models.Model):
     hyperparameters = models.JSONField(default=dict, blank=True, help_text="Resolved from the preset.")
     estimate = models.JSONField(default=dict, blank=True, help_text="Memory, parameters and time estimated at submit.")
     queue = models.CharField(max_length=32, default="gpu")
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    submit_token = models.CharField(
+        max_length=200, blank=True, default="", editable=False,
+        help_text="The review page's token (or the API's Idempotency-Key): a second submit with it finds this job.",
+    )
 
     task_id = models.CharField(max_length=64, blank=True, help_text="The Celery task id of the last delivery.")
     worker = models.CharField(max_length=200, blank=True)
@@ -101,6 +139,12 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"]),
             models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["queue", "status", "-priority", "created_at"], name="job_queue_order"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "submit_token"], condition=~models.Q(submit_token=""), name="job_submit_token_once_per_owner"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -112,6 +156,17 @@ class Job(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATES
+
+    @property
+    def is_waiting(self) -> bool:
+        return self.status in WAITING_STATES
+
+    @property
+    def duration(self) -> timedelta | None:
+        """Time spent running: until it ended, or until now while it runs."""
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
 
     @property
     def storage_prefix(self) -> str:
@@ -146,6 +201,9 @@ class Job(models.Model):
             metrics=metrics,
             summary=summary,
             finished_at=timezone.now(),
+            # A resumed job carries its requeue reason in `error`; a success clears it.
+            error="",
+            failure_reason="",
         )
 
     def fail(self, error: str, reason: str = FailureReason.ERROR, evidence: dict[str, Any] | None = None) -> bool:

@@ -6,8 +6,9 @@ Called by the Celery task and by `manage.py finetune` alike.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
-import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from jobs.models import FailureReason, Job, Kind, Status
 from jobs.reporting import Heartbeat, JobReporter
 from jobs.training import DatasetFiles, Hyperparameters, SpecError, TrainingSpec
 from webapp.catalog import services as catalog
+from webapp.datasets.models import Dataset
 from webapp.datasets.services import local_normalized_files
 from webapp.lib.errors import LayercakeError
 
@@ -37,16 +39,23 @@ def job_folder(job: Job, name: str) -> Path:
     return folder
 
 
-def build_spec(job: Job) -> TrainingSpec:
-    datasets = []
-    for dataset in job.datasets.order_by("created_at"):
+def dataset_files(datasets: Iterable[Dataset]) -> list[DatasetFiles]:
+    """The engine's view of datasets: their normalized Parquet files per split, local to this process."""
+    entries = []
+    for dataset in datasets:
         files = local_normalized_files(dataset)
-        datasets.append(DatasetFiles(name=dataset.name, train=files["train"], validation=files.get("validation")))
+        entries.append(DatasetFiles(name=dataset.name, train=files["train"], validation=files.get("validation")))
+    return entries
+
+
+def build_spec(job: Job) -> TrainingSpec:
+    if job.base_model is None:  # the catalog refuses to delete a model that a job not yet finished uses
+        raise LayercakeError("The model this job starts from was deleted.")
     return TrainingSpec(
         base_model_dir=job.base_model.local_dir(),
         task=job.task,
         method=job.method,
-        datasets=datasets,
+        datasets=dataset_files(job.datasets.order_by("created_at")),
         hyperparameters=Hyperparameters(**job.hyperparameters),
         output_dir=job_folder(job, "artifact"),
         checkpoint_dir=job_folder(job, "checkpoints"),
@@ -63,8 +72,13 @@ def execute(job: Job) -> None:
         with Heartbeat(job, settings.LAYERCAKE_HEARTBEAT_SECONDS):
             if job.kind == Kind.MERGE:
                 merge(job)
+            elif job.kind == Kind.EXPORT:
+                export(job)
             else:
                 train(job)
+    except catalog.GgufDrift as error:
+        logger.warning("job %s: GGUF export refused: %s", job.pk, error)
+        job.fail(str(error), FailureReason.INVALID, evidence={"gguf_proof": error.evidence})
     except catalog.MergeDrift as error:
         logger.warning("job %s: merge refused: %s", job.pk, error)
         job.fail(str(error), FailureReason.INVALID, evidence={"merge_proof": error.evidence})
@@ -72,22 +86,40 @@ def execute(job: Job) -> None:
         logger.warning("job %s: invalid: %s", job.pk, error)
         job.fail(str(error), FailureReason.INVALID)
     except Exception as error:
-        logger.exception("job %s: failed", job.pk)
-        job.fail(f"{type(error).__name__}: {error}\n\n{traceback.format_exc(limit=8)}", FailureReason.ERROR)
+        logger.exception("job %s: failed", job.pk)  # the traceback goes to the worker's log, for the operator
+        job.fail(public_error(error, job), FailureReason.ERROR)
+
+
+_SERVER_PATH = re.compile(r"(?:/[\w.@+\-]+){2,}/?")
+
+
+def public_error(error: BaseException, job: Job) -> str:
+    """What a user reads about an unexpected failure: the error's own first line, without server paths.
+
+    The whole traceback stays in the worker's log, tagged with the job id (the engine's log lines carry it).
+    """
+    first_line = (str(error).strip().splitlines() or [""])[0][:500]
+    first_line = _SERVER_PATH.sub(lambda match: f"…/{Path(match.group(0).rstrip('/')).name}", first_line)
+    what = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    return f"{what}. This is unexpected: retry it, and if it happens again, give your administrator job {job.pk}."
 
 
 def train(job: Job) -> None:
     from jobs.training import train as run_training
 
     spec = build_spec(job)
+    if job.base_model is None:  # the catalog refuses to delete a model that a job not yet finished uses
+        raise LayercakeError("The model this job starts from was deleted.")
     logger.info("job %s: training %s/%s on %s (attempt %d)", job.pk, job.task, job.method, job.base_model.name, job.attempt)
-    result = run_training(spec, JobReporter(job))
+    reporter = JobReporter(job)
+    result = run_training(spec, reporter)
     if result.stopped or result.artifact_dir is None:
         logger.info("job %s: stopped on request at step %d", job.pk, result.summary.global_step)
         # Partial checkpoints never reach the catalog.
         shutil.rmtree(spec.output_dir, ignore_errors=True)
         job.mark_cancelled()
         return
+    reporter.phase("registering", 0, 1, None)
     model = catalog.register_derived_model(
         result.artifact_dir,
         name=f"{job.base_model.name}-{job.method}-{str(job.pk)[:8]}",
@@ -105,8 +137,19 @@ def train(job: Job) -> None:
 
 
 def merge(job: Job) -> None:
+    if job.base_model is None:  # the catalog refuses to delete a model that a job not yet finished uses
+        raise LayercakeError("The model this job starts from was deleted.")
     model = catalog.merge_adapter(job.base_model, job.owner)
     job.succeed(model, model.metrics.get("merge_proof", {}), {})
+
+
+def export(job: Job) -> None:
+    if job.base_model is None:
+        raise LayercakeError("The model to export was deleted before the export ran.")
+    # Under the model's own folder, so deleting the model deletes its exports; one folder per export job.
+    prefix = f"{job.base_model.storage_prefix}/gguf/{job.pk}"
+    result = catalog.export_gguf(job.base_model, job.hyperparameters["type"], prefix)
+    job.succeed(None, {"gguf_proof": result["proof"]}, {"gguf": result["export"]})
 
 
 def cleanup(job: Job, spec: TrainingSpec) -> None:

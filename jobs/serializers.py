@@ -6,16 +6,18 @@ from typing import Any
 
 from rest_framework import serializers
 
-from jobs.models import Job, JobEvent
+from jobs.models import Job, JobEvent, Priority
 
 
 class JobSerializer(serializers.ModelSerializer):
-    base_model = serializers.UUIDField(source="base_model_id", read_only=True)
+    base_model = serializers.UUIDField(source="base_model_id", read_only=True, allow_null=True)  # null: deleted since
     result_model = serializers.UUIDField(source="result_model_id", read_only=True, allow_null=True)
     retry_of = serializers.UUIDField(source="retry_of_id", read_only=True, allow_null=True)
     datasets = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    priority = serializers.SerializerMethodField()
+    queue_position = serializers.SerializerMethodField(help_text="While waiting: jobs ahead of it in its queue, jobs running.")
 
     class Meta:
         model = Job
@@ -23,7 +25,7 @@ class JobSerializer(serializers.ModelSerializer):
             "id", "status", "method", "task", "progress", "metrics", "result_model", "error",
             "created_at", "started_at", "finished_at",
             "kind", "base_model", "datasets", "hyperparameters", "estimate", "queue", "worker", "attempt",
-            "failure_reason", "retry_of", "summary",
+            "failure_reason", "retry_of", "summary", "priority", "queue_position",
         ]
 
     def get_datasets(self, job: Job) -> list[str]:
@@ -31,7 +33,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_progress(self, job: Job) -> dict[str, Any]:
         progress = job.progress or {}
-        return {
+        payload = {
             "step": progress.get("step", 0),
             "total_steps": progress.get("total_steps", 0),
             "epoch": progress.get("epoch"),
@@ -39,9 +41,27 @@ class JobSerializer(serializers.ModelSerializer):
             "eta_seconds": progress.get("eta_seconds"),
             "learning_rate": progress.get("learning_rate"),
         }
+        if progress.get("phase"):
+            # Added once a worker runs it: the phase (loading, evaluating_base, training, evaluating, saving,
+            # registering) and, while evaluating, the batches done of all; eta_seconds covers every phase left.
+            payload.update(
+                phase=progress["phase"], phase_done=progress.get("phase_done"), phase_total=progress.get("phase_total")
+            )
+        return payload
 
     def get_error(self, job: Job) -> str | None:
         return job.error or None
+
+    def get_priority(self, job: Job) -> str:
+        return Priority(job.priority).name.lower()
+
+    def get_queue_position(self, job: Job) -> dict[str, int] | None:
+        from jobs.services import queue_position
+
+        if not job.is_waiting:
+            return None
+        position = queue_position(job.queue, job)
+        return {"ahead": position.ahead, "running": position.running, "workers": position.workers}
 
 
 class JobEventSerializer(serializers.ModelSerializer):
@@ -58,6 +78,10 @@ class JobCreateSerializer(serializers.Serializer):
     method = serializers.CharField()
     task = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     hyperparameters = serializers.DictField(required=False, default=dict)
+    priority = serializers.ChoiceField(
+        choices=[name.lower() for name in Priority.names], required=False, default="normal",
+        help_text="Within its queue a job starts after waiting jobs of higher priority, then in submission order.",
+    )
     allow_shorter_max_length = serializers.BooleanField(
         required=False, default=False, help_text="When the job does not fit any worker, may max_length be shortened?"
     )

@@ -13,10 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs.models import FailureReason, Job, Kind, Status, Worker
+from jobs.models import FailureReason, Job, Kind, Priority, Status, Worker
 from jobs.training import METHODS, METHODS_BY_TASK, Hyperparameters, SpecError, resolve_hyperparameters
 from jobs.training.execution import Capabilities, Execution
 from jobs.training.memory import (
@@ -27,6 +28,8 @@ from jobs.training.memory import (
     minimum_worker_memory,
     usable_memory,
 )
+from jobs.training.spec import RunPlan
+from webapp.accounts import quota
 from webapp.catalog.models import CatalogModel
 from webapp.datasets.models import Dataset
 from webapp.datasets.models import Status as DatasetStatus
@@ -43,8 +46,12 @@ METHOD_SUMMARIES = {
     "freeze": "Partial fine-tuning: trains only the last layers (and the head). A new full model.",
     "full": "Trains every weight: the most capacity and ~4x the model's size in memory. A new full model.",
 }
-# Training throughput assumed for the time estimate (model FLOPs per second actually achieved).
-ASSUMED_FLOPS = {"cpu": 2.0e10, "cuda": 1.0e14}
+# Training throughput assumed for the time estimate (model FLOPs per second actually achieved). CPU: SmolLM2-135M
+# LoRA on 2 cores reached 1.3e11 idle and 7e10 with other jobs on the cores (docs/benchmarks.md, issue 13).
+ASSUMED_FLOPS = {"cpu": 8.0e10, "cuda": 1.0e14}
+# Reading the model and preparing the data, before the first batch: a fixed cost plus reading the weights.
+LOADING_SECONDS = {"cpu": 10.0, "cuda": 20.0}
+READ_BYTES_PER_SECOND = 200e6
 
 
 @dataclass
@@ -96,26 +103,48 @@ def estimate_job(
     hp: dict[str, Any],
     memory: MemoryEstimate,
     execution: Execution,
+    run: RunPlan,
 ) -> dict[str, Any]:
-    """Memory, trainable parameters and wall time before launch (estimates, labelled as such)."""
+    """Memory, rows, steps, trainable parameters and wall time per phase before launch.
+
+    Rows, steps and parameters are counts (the engine's own code, `plan_run`); memory and time are estimates.
+    """
     device = execution.device
-    rows = sum(int(dataset.rows or 0) for dataset in datasets)
-    train_rows = rows * (1 - float(hp["eval_fraction"]))
     mean_tokens = mean_token_length(datasets, int(hp["max_length"]))
-    tokens = train_rows * mean_tokens * float(hp["epochs"])
-    steps = math.ceil(train_rows / max(int(hp["batch_size"]) * int(hp["gradient_accumulation_steps"]), 1)) * float(hp["epochs"])
-    # Forward + backward ~ 6 FLOPs per parameter per token; recomputing activations adds another forward (+2).
-    flops_per_token = (8 if execution.activation_checkpointing else 6) * base_model.parameter_count
-    seconds = tokens * flops_per_token / ASSUMED_FLOPS[device]
+    packed = bool(hp["packing"]) and execution.packing_strategy is not None
+    # A packed sequence is filled up to max_length; an unpacked one is a row.
+    tokens_per_example = int(hp["max_length"]) if packed and run.train_examples < run.train_rows else mean_tokens
+    sequences = run.steps * int(hp["batch_size"]) * int(hp["gradient_accumulation_steps"])
+    tokens = min(sequences, math.ceil(float(hp["epochs"]) * run.train_examples)) * tokens_per_example
+    # Per parameter and token: 2 FLOPs forward, 2 backward to the activations, 2 more for the weight gradients of the
+    # share that trains (LoRA ~4 in all, full 6); recomputing activations adds another forward (+2). An
+    # evaluation is a forward alone (2).
+    share = run.trainable_parameters / max(run.total_parameters, 1)
+    flops_per_token = (4 + 2 * share + (2 if execution.activation_checkpointing else 0)) * base_model.parameter_count
+    flops = ASSUMED_FLOPS[device]
+    loading = LOADING_SECONDS[device] + 4 * base_model.parameter_count / READ_BYTES_PER_SECOND
+    phases = {
+        "loading": loading,
+        "evaluating_base": run.eval_rows * mean_tokens * 2 * base_model.parameter_count / flops,
+        "training": tokens * flops_per_token / flops,
+        "evaluating": run.eval_rows * mean_tokens * 2 * base_model.parameter_count / flops,
+        "saving": max(5.0, loading / 2),
+    }
     return {
         "memory": memory.to_dict(),
         "execution": execution.describe(),
-        "trainable_parameters": memory.trainable_parameters,
-        "total_parameters": base_model.parameter_count,
-        "train_rows": int(train_rows),
-        "steps": int(steps),
+        "trainable_parameters": run.trainable_parameters,
+        "total_parameters": run.total_parameters,
+        "train_rows": run.train_rows,
+        "train_examples": run.train_examples,
+        "steps": run.steps,
+        "eval_rows": run.eval_rows,
+        "eval_max_rows": int(hp["eval_max_rows"]),
+        "counts_exact": run.exact,
+        "datasets": [vars(entry) for entry in run.datasets],
         "tokens": int(tokens),
-        "seconds": int(seconds) + 5,
+        "phases": {name: int(round(value)) for name, value in phases.items()},
+        "seconds": int(round(sum(phases.values()))),
         "device": device,
     }
 
@@ -168,6 +197,13 @@ def plan_job(
             raise invalid(f"Dataset {dataset_id} does not exist (or is not yours).", "dataset")
         if dataset.status != DatasetStatus.READY:
             raise invalid(f"Dataset '{dataset.name}' is {dataset.status}, not ready: wait for its checks or fix it.", "dataset")
+        missing = [name for name in dataset.normalized_files().values() if not default_storage.exists(name)]
+        if missing:
+            raise invalid(
+                f"Dataset '{dataset.name}' lost its checked copy in storage ({len(missing)} file(s) missing): "
+                "use “Save and check again” on its page, or upload it again.",
+                "dataset",
+            )
         datasets.append(dataset)
     tasks = {dataset.task for dataset in datasets}
     if task is None or task == "":
@@ -190,6 +226,8 @@ def plan_job(
         raise invalid(f"The {method} method cannot run here: {reason}.", "method")
     if method == "prompt_tuning" and not hyperparameters.get("prompt_init_text"):
         raise invalid("Prompt tuning starts from a prompt you write: give hyperparameters.prompt_init_text.", "hyperparameters")
+    # A full model comes out about the base's size: refused (413) now if it would not fit the owner's quota.
+    quota.check_room(owner, quota.expected_result_bytes(base_model, method), f"The model this {method} job makes")
     try:
         resolved = resolve_hyperparameters(task, method, base_model.parameter_count, hyperparameters).to_dict()
     except SpecError as error:
@@ -204,7 +242,8 @@ def plan_job(
     device = "cuda" if queue == "gpu" and gpu_workers else "cpu"
     candidates = [worker for worker in workers if queue in worker.queues]
     largest = max((worker.memory_bytes for worker in candidates), default=0)
-    labels = sum(len((dataset.profile or {}).get("labels") or {}) for dataset in datasets) or 2
+    # The engine's head has one output per distinct label over all the datasets.
+    labels = len({str(label) for dataset in datasets for label in (dataset.profile or {}).get("labels") or {}}) or 2
     try:
         fit = fit_to_memory(
             ModelShape.from_dir(base_model.local_dir()),
@@ -235,10 +274,34 @@ def plan_job(
     if not candidates:
         warnings.append(f"No {queue} worker is online right now: the job will wait in the queue until one starts.")
     resolved = fit.hyperparameters.to_dict()
-    estimate = estimate_job(base_model, datasets, method, task, resolved, fit.estimate, fit.execution)
+    run = plan_run_for(base_model, datasets, method, task, fit.hyperparameters, fit.execution)
+    own_splits = [entry.name for entry in run.datasets if entry.validation_source == "dataset"]
+    if "eval_fraction" in hyperparameters and own_splits:
+        warnings.append(
+            f"eval_fraction does not apply to {', '.join(own_splits)}: the dataset has its own validation split, "
+            "made when it was uploaded; that split is used as it is."
+        )
+    estimate = estimate_job(base_model, datasets, method, task, resolved, fit.estimate, fit.execution, run)
     estimate["changes"] = list(fit.changes)
     estimate["allow_shorter_max_length"] = allow_shorter_max_length
     return JobPlan(owner, base_model, datasets, method, task, hyperparameters, resolved, estimate, queue, warnings)
+
+
+def plan_run_for(
+    base_model: CatalogModel, datasets: list[Dataset], method: str, task: str, hp: Hyperparameters, execution: Execution
+) -> RunPlan:
+    """The engine's count of the run's rows, sequences, steps and parameters (`jobs.training.engine.plan_run`),
+    over the datasets in the order the worker reads them."""
+    from jobs.runner import dataset_files
+    from jobs.training.engine import plan_run
+
+    ordered = sorted(datasets, key=lambda dataset: dataset.created_at)
+    try:
+        return plan_run(base_model.local_dir(), task, method, dataset_files(ordered), hp, execution)
+    except SpecError as error:
+        raise LayercakeError(
+            error.messages[0], [RowError(None, "dataset", message) for message in error.messages]
+        ) from error
 
 
 def valid_uuid(value: Any) -> bool:
@@ -249,25 +312,52 @@ def valid_uuid(value: Any) -> bool:
     return True
 
 
-def create_job(plan: JobPlan, retry_of: Job | None = None, send: bool = True) -> Job:
-    """Create the row and send it to its queue once the transaction commits (`send=False`: the caller runs it)."""
-    with transaction.atomic():
-        job = Job.objects.create(
-            owner=plan.owner,
-            kind=Kind.TRAIN,
-            base_model=plan.base_model,
-            method=plan.method,
-            task=plan.task,
-            requested_hyperparameters=plan.requested_hyperparameters,
-            hyperparameters=plan.hyperparameters,
-            estimate=plan.estimate,
-            queue=plan.queue,
-            retry_of=retry_of,
-        )
-        job.datasets.set(plan.datasets)
-        if send:
-            enqueue(job)
+def create_job(
+    plan: JobPlan,
+    retry_of: Job | None = None,
+    send: bool = True,
+    submit_token: str | None = None,
+    priority: int = Priority.NORMAL,
+) -> Job:
+    """Create the row and send it to its queue once the transaction commits (`send=False`: the caller runs it).
+
+    A `submit_token` makes the submit idempotent: the same owner submitting the same token again (the
+    review page after Back, a double click, an API client retrying) gets the job created the first time.
+    """
+    if submit_token and (existing := submitted_job(plan.owner, submit_token)) is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                owner=plan.owner,
+                kind=Kind.TRAIN,
+                base_model=plan.base_model,
+                method=plan.method,
+                task=plan.task,
+                requested_hyperparameters=plan.requested_hyperparameters,
+                hyperparameters=plan.hyperparameters,
+                estimate=plan.estimate,
+                queue=plan.queue,
+                priority=priority,
+                retry_of=retry_of,
+                submit_token=submit_token or "",
+            )
+            job.datasets.set(plan.datasets)
+            if send:
+                enqueue(job)
+    except IntegrityError:
+        # Two submits with one token raced: the first one's job is the answer to both.
+        if submit_token and (existing := submitted_job(plan.owner, submit_token)) is not None:
+            return existing
+        raise
     return job
+
+
+def submitted_job(owner: Any, submit_token: str | None) -> Job | None:
+    """The job that `owner` already submitted with this token, if any."""
+    if not submit_token:
+        return None
+    return Job.objects.for_user(owner).filter(submit_token=submit_token).first()
 
 
 def enqueue(job: Job) -> None:
@@ -287,6 +377,7 @@ def submit_merge(model: CatalogModel, owner: Any) -> Job:
     method = (model.metrics or {}).get("method", "lora")
     if method == "prompt_tuning":
         raise invalid("A prompt-tuning adapter adds virtual tokens; it has no weights to merge into the base.", "model")
+    quota.check_room(owner, model.parent.size_bytes, "The merged model")  # about its base's size
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner, kind=Kind.MERGE, base_model=model, method="merge", task=(model.tasks or [""])[0], queue="cpu"
@@ -295,8 +386,23 @@ def submit_merge(model: CatalogModel, owner: Any) -> Job:
     return job
 
 
+def submit_export(model: CatalogModel, owner: Any, output_type: str) -> Job:
+    """A job that writes the model as GGUF (+ Ollama Modelfile), proves it and stores it for download."""
+    with transaction.atomic():
+        job = Job.objects.create(
+            owner=owner, kind=Kind.EXPORT, base_model=model, method="export", task=(model.tasks or ["sft"])[0],
+            queue="cpu", hyperparameters={"type": output_type}, requested_hyperparameters={"type": output_type},
+        )
+        enqueue(job)
+    return job
+
+
 def cancel(job: Job) -> Job:
-    job.cancel()
+    """A waiting job ends at once, a running one stops at its next step; a finished one is a 409."""
+    if not job.cancel():
+        job.refresh_from_db()
+        if job.is_final:
+            raise LayercakeError(f"This job already ended ({job.status}): there is nothing to cancel.", status=409)
     return job
 
 
@@ -304,8 +410,16 @@ def retry(job: Job) -> Job:
     """A new attempt with the same spec; the original stays as it ended."""
     if not job.is_final or job.status == Status.SUCCEEDED:
         raise LayercakeError(f"Only failed or cancelled jobs can be retried; this one is {job.status}.", status=409)
+    if job.base_model is None:
+        raise LayercakeError("The model this job started from was deleted: start a new job on another model.", status=409)
     if job.kind == Kind.MERGE:
         return submit_merge(job.base_model, job.owner)
+    if job.kind == Kind.EXPORT:
+        from webapp.catalog.services import start_export
+
+        if job.base_model is None:
+            raise LayercakeError("The model this job exported was deleted: there is nothing to export again.", status=409)
+        return start_export(job.base_model, job.owner, (job.hyperparameters or {}).get("type"))
     plan = plan_job(
         job.owner,
         job.base_model_id,
@@ -315,25 +429,90 @@ def retry(job: Job) -> Job:
         job.requested_hyperparameters,
         allow_shorter_max_length=bool((job.estimate or {}).get("allow_shorter_max_length")),
     )
-    return create_job(plan, retry_of=job)
+    return create_job(plan, retry_of=job, priority=job.priority)
 
 
-def recover_stale_jobs() -> list[Job]:
-    """Running jobs whose worker stopped heartbeating: re-queue them to resume from their last checkpoint."""
+def claim_next_job(queue: str, worker: str) -> Job | None:
+    """Start the job that `queue`'s workers must take first: the highest priority, then the oldest submitted.
+
+    Messages say "a job is waiting in this queue"; the database decides which one. Broker order is not
+    submission order: kombu's filesystem transport names messages after a per-boot monotonic clock and sorts
+    the names as strings, re-sent and redelivered messages go to the back, and a worker may hold a prefetched
+    one. Every waiting job has sent at least one message to its queue, and each message starts at most one
+    job, so none is left behind.
+    """
+    while (job := Job.objects.in_queue(queue).first()) is not None:
+        if job.start(worker):
+            return job
+        # Another worker took it between the read and the conditional update: try the next one.
+    return None
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """What stands between something waiting in a queue and a worker: counts only, never others' jobs."""
+
+    queue: str
+    ahead: int
+    running: int
+    workers: int
+
+    def describe(self) -> str:
+        if self.ahead == 0:
+            lead = "Next in the queue" if self.running else "First in the queue"
+        else:
+            lead = f"{self.ahead} job{'s' if self.ahead != 1 else ''} ahead of this one"
+        running = f"{self.running} running" if self.running else "none running"
+        if not self.workers:
+            return f"{lead} on the {self.queue} queue ({running}); no {self.queue} worker is online, it starts when one does."
+        return f"{lead} on the {self.queue} queue ({running}, {self.workers} worker{'s' if self.workers != 1 else ''} online)."
+
+
+def queue_position(queue: str, job: Job | None = None) -> QueuePosition:
+    """What is ahead in `queue`: of a waiting `job`, or (no job) of anything that joins the queue now.
+
+    Jobs of every owner count (they share the workers); the answer holds counts only.
+    """
+    waiting = Job.objects.in_queue(queue)
+    ahead = Job.objects.ahead_of(job) if job is not None else waiting
+    return QueuePosition(
+        queue=queue,
+        ahead=ahead.count(),
+        running=Job.objects.running().filter(queue=queue).count(),
+        workers=sum(1 for worker in online_workers() if queue in worker.queues),
+    )
+
+
+def _resume_elsewhere(jobs: Any, why: str) -> list[Job]:
+    """Re-queue running jobs whose worker is gone, to resume from their last checkpoint (or fail after too many)."""
     recovered = []
-    for job in Job.objects.stale(settings.LAYERCAKE_STALE_JOB_SECONDS):
+    for job in jobs:
         if job.attempt >= settings.LAYERCAKE_MAX_ATTEMPTS:
             job.fail(
                 f"Its worker stopped answering {job.attempt} times (last: {job.worker}); possibly out of memory.",
                 FailureReason.WORKER_LOST,
             )
             continue
-        if job.requeue(f"worker {job.worker} stopped heartbeating; resuming from the last checkpoint"):
-            logger.warning("job %s: worker lost, re-queued for attempt %d", job.id, job.attempt + 1)
+        if job.requeue(f"worker {job.worker} {why}; resuming from the last checkpoint"):
+            logger.warning("job %s: worker %s %s, re-queued for attempt %d", job.id, job.worker, why, job.attempt + 1)
             with transaction.atomic():
                 enqueue(job)
             recovered.append(job)
     return recovered
+
+
+def recover_stale_jobs() -> list[Job]:
+    """Running jobs whose worker stopped heartbeating: re-queue them to resume from their last checkpoint."""
+    return _resume_elsewhere(Job.objects.stale(settings.LAYERCAKE_STALE_JOB_SECONDS), "stopped heartbeating")
+
+
+def recover_jobs_of_restarted_worker(hostname: str) -> list[Job]:
+    """A worker that just started runs nothing yet: jobs still running under its name lost their process.
+
+    The supervisor restarts a killed worker within seconds under the same name, so this finds its job long
+    before the heartbeat goes stale.
+    """
+    return _resume_elsewhere(Job.objects.running().filter(worker=hostname), "restarted")
 
 
 def resend_waiting_jobs() -> list[Job]:

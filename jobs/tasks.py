@@ -18,33 +18,34 @@ logger = logging.getLogger(__name__)
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self: Task, job_id: str) -> None:
+    """A message for `job_id` means "a job waits in its queue": the worker takes that queue's first job."""
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         logger.warning("job %s: no such job; dropping the message", job_id)
         return
     worker = self.request.hostname or "unknown"
-    if job.status == Status.RUNNING:
-        # An earlier delivery started it. Alive elsewhere (fresh heartbeat): this copy is a duplicate.
-        # Dead (stale heartbeat): take it over now rather than wait for the periodic check.
-        fresh = job.heartbeat_at and job.heartbeat_at > timezone.now() - timedelta(seconds=settings.LAYERCAKE_STALE_JOB_SECONDS)
-        if fresh:
-            logger.info("job %s: already running on %s; duplicate delivery dropped", job_id, job.worker)
-            return
+    fresh = job.heartbeat_at and job.heartbeat_at > timezone.now() - timedelta(seconds=settings.LAYERCAKE_STALE_JOB_SECONDS)
+    if job.status == Status.RUNNING and not fresh:
+        # An earlier delivery started it and its worker died: back in the queue now rather than at the
+        # periodic check. (Running elsewhere with a fresh heartbeat, this message may still start the next job.)
         if job.attempt >= settings.LAYERCAKE_MAX_ATTEMPTS:
             job.fail(f"Its worker died {job.attempt} times (last: {job.worker}); possibly out of memory.", FailureReason.WORKER_LOST)
-            return
-        job.requeue(f"redelivered after worker {job.worker} died")
-    if not job.start(worker):
-        logger.info("job %s: not waiting (%s); nothing to do", job_id, job.status)
+        else:
+            job.requeue(f"redelivered after worker {job.worker} died")
+    taken = services.claim_next_job(job.queue, worker)
+    if taken is None:
+        logger.info("job %s: %s; nothing waits in the %s queue", job_id, job.status, job.queue)
         return
-    logger.info("job %s: started on %s, attempt %d", job_id, worker, job.attempt)
-    set_current_job(worker, job)
+    if taken.pk != job.pk:
+        logger.info("job %s: message taken for job %s, first in the %s queue", job_id, taken.pk, job.queue)
+    logger.info("job %s: started on %s, attempt %d", taken.pk, worker, taken.attempt)
+    set_current_job(worker, taken)
     try:
-        runner.execute(job)
+        runner.execute(taken)
     finally:
         set_current_job(worker, None)
-    job.refresh_from_db()
-    logger.info("job %s: %s", job_id, job.status)
+    taken.refresh_from_db()
+    logger.info("job %s: %s", taken.pk, taken.status)
 
 
 @shared_task

@@ -84,6 +84,12 @@ def on_worker_ready(sender: Any = None, **_: Any) -> None:
     hostname = sender.hostname
     queues = sorted(queue.name for queue in sender.app.amqp.queues.consume_from.values())
     register(hostname, queues)
+    try:
+        from jobs.services import recover_jobs_of_restarted_worker
+
+        recover_jobs_of_restarted_worker(hostname)
+    except Exception:  # recovery must never keep a worker from starting; the stale check still runs
+        logger.exception("worker %s: could not recover its previous jobs", hostname)
     # The main process forks pool children: give them no open connection to share.
     connection.close()
     threading.Thread(target=beat_forever, args=(hostname,), name="worker-heartbeat", daemon=True).start()

@@ -214,6 +214,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
 LAYERCAKE_MAX_UPLOAD_MB = int(os.environ.get("LAYERCAKE_MAX_UPLOAD_MB", "2048"))
+# Storage each user may fill with datasets, models and job checkpoints (webapp.accounts.quota); 0: unlimited.
+LAYERCAKE_USER_QUOTA_MB = int(os.environ.get("LAYERCAKE_USER_QUOTA_MB", "20480"))
 
 # Security headers; `manage.py check --deploy` is clean when HTTPS is on (LAYERCAKE_HTTPS=1).
 HTTPS = env_bool("LAYERCAKE_HTTPS", False)
@@ -305,6 +307,8 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CHECKS_QUEUE = "checks"
 CELERY_TASK_ROUTES = {
     "webapp.datasets.*": {"queue": CHECKS_QUEUE},
+    # The periodic check too: on the training worker it would wait behind the very job it must watch.
+    "jobs.tasks.check_jobs": {"queue": CHECKS_QUEUE},
     "webapp.*": {"queue": "cpu"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = LONGEST_JOB_SECONDS
@@ -312,13 +316,15 @@ CELERY_TASK_TIME_LIMIT = LONGEST_JOB_SECONDS + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # The database is the source of truth: end or resume jobs whose worker vanished, re-send lost messages.
-    "check-jobs": {"task": "jobs.tasks.check_jobs", "schedule": 30.0},
+    "check-jobs": {"task": "jobs.tasks.check_jobs", "schedule": 5.0},
 }
 
 # Workers heartbeat every LAYERCAKE_HEARTBEAT_SECONDS; a running job without a heartbeat for
 # LAYERCAKE_STALE_JOB_SECONDS is re-queued (up to LAYERCAKE_MAX_ATTEMPTS attempts in all).
-LAYERCAKE_HEARTBEAT_SECONDS = int(os.environ.get("LAYERCAKE_HEARTBEAT_SECONDS", "10"))
-LAYERCAKE_STALE_JOB_SECONDS = int(os.environ.get("LAYERCAKE_STALE_JOB_SECONDS", "90"))
+# Detection within 30 s: a beat every 5 s, stale after 25 s, checked every 5 s. A worker restarted under the
+# same name (make run's supervisor) gives its jobs back at once (jobs.worker_registry).
+LAYERCAKE_HEARTBEAT_SECONDS = int(os.environ.get("LAYERCAKE_HEARTBEAT_SECONDS", "5"))
+LAYERCAKE_STALE_JOB_SECONDS = int(os.environ.get("LAYERCAKE_STALE_JOB_SECONDS", "25"))
 LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS", "60"))
 LAYERCAKE_MAX_ATTEMPTS = int(os.environ.get("LAYERCAKE_MAX_ATTEMPTS", "3"))
 LAYERCAKE_RESEND_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_RESEND_AFTER_SECONDS", "600"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from datasets import Dataset, concatenate_datasets
 
-from jobs.training.spec import DatasetFiles, SpecError
+from jobs.training.spec import DatasetFiles, Hyperparameters, SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ class SplitDataset:
     name: str
     train: Dataset
     validation: Dataset
+    # "dataset": the dataset came with its own validation split, used as it is (eval_fraction does not apply);
+    # "held_out": eval_fraction of its rows were held out here.
+    validation_source: str = "held_out"
 
 
 def read_parquet(path: Path) -> Dataset:
@@ -53,16 +57,22 @@ def _check_columns(task: str, name: str, dataset: Dataset) -> None:
 
 
 def load_splits(task: str, files: list[DatasetFiles], eval_fraction: float, seed: int) -> list[SplitDataset]:
-    """Each dataset's train and validation rows; validation split off with a fixed seed when not given."""
+    """Each dataset's train and validation rows; validation split off with a fixed seed when not given.
+
+    A dataset's own validation split wins over `eval_fraction`: the datasets app split it (and checked it for
+    overlap with train) when it was uploaded, and the review page says so.
+    """
     if not files:
         raise SpecError("A training job needs at least one dataset.")
     splits = []
     for entry in files:
         train = read_parquet(entry.train)
         _check_columns(task, entry.name, train)
+        source = "held_out"
         if entry.validation is not None:
             validation = read_parquet(entry.validation)
             _check_columns(task, entry.name, validation)
+            source = "dataset"
         else:
             if len(train) < 2:
                 raise SpecError(f"Dataset '{entry.name}' needs at least 2 rows to split off a validation set.")
@@ -71,8 +81,27 @@ def load_splits(task: str, files: list[DatasetFiles], eval_fraction: float, seed
             train, validation = parts["train"], parts["test"]
         if len(train) == 0 or len(validation) == 0:
             raise SpecError(f"Dataset '{entry.name}' has an empty train or validation split.")
-        splits.append(SplitDataset(entry.name, train, validation))
+        splits.append(SplitDataset(entry.name, train, validation, source))
     return splits
+
+
+def evaluation_sample(validation: Dataset, max_rows: int, seed: int) -> Dataset:
+    """The validation rows an evaluation reads: all of them up to `max_rows`, else a seeded sample of that many.
+
+    The base and the final evaluation read the same sample, so before and after stay comparable.
+    """
+    if len(validation) <= max_rows:
+        return validation
+    return validation.shuffle(seed=seed).select(range(max_rows))
+
+
+def training_steps(examples: int, hp: Hyperparameters) -> int:
+    """Optimizer steps for `examples` sequences per epoch, computed as transformers' Trainer does on one device
+    (a last partial batch and a last partial accumulation still count), then capped by `max_steps`."""
+    batches = math.ceil(examples / hp.batch_size)
+    per_epoch = max(batches // hp.gradient_accumulation_steps + int(batches % hp.gradient_accumulation_steps > 0), 1)
+    steps = math.ceil(hp.epochs * per_epoch)
+    return min(steps, hp.max_steps) if hp.max_steps else steps
 
 
 def mix_train_sets(train_sets: list[Dataset], seed: int) -> Dataset:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import resource
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from jobs.training import data as data_module
 from jobs.training import metrics as task_metrics
 from jobs.training.artifact import model_card, save_artifact
 from jobs.training.execution import Execution, local_capabilities, plan_execution
+from jobs.training.memory import ModelShape, parameter_counts
 from jobs.training.methods import (
     check_combination,
     count_parameters,
@@ -41,8 +44,13 @@ from jobs.training.methods import (
 )
 from jobs.training.spec import (
     ADAPTER_METHODS,
+    DatasetFiles,
+    DatasetPlan,
+    Hyperparameters,
     NullReporter,
     Reporter,
+    RunPlan,
+    RunWork,
     SpecError,
     TrainingResult,
     TrainingSpec,
@@ -63,6 +71,28 @@ class _JobLog(logging.LoggerAdapter):
         return f"[job {self.job_id}] {msg}", kwargs
 
 
+class TimedCheckpointCallback(TrainerCallback):
+    """Asks Trainer for a checkpoint once `seconds` of training passed since the last one (or the start).
+
+    save_steps alone can exceed a small job's steps, or take many minutes on slow steps: a kill then lost
+    everything. Runs after the ReporterCallback, and never saves a run that is stopping.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.since = time.monotonic()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.since = time.monotonic()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.since = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.seconds > 0 and not control.should_training_stop and time.monotonic() - self.since >= self.seconds:
+            control.should_save = True
+
+
 class ReporterCallback(TrainerCallback):
     """Bridges Trainer events to the Reporter: progress on every log, and a stop checked after every (sub)step."""
 
@@ -71,6 +101,26 @@ class ReporterCallback(TrainerCallback):
         self.stopped = False
         # The before/after evaluations also log through Trainer; only what happens inside train() is progress.
         self.training = False
+        self.work: RunWork | None = None
+        self.evaluation: tuple[str, int, int] | None = None  # phase, batches done, batches in all
+
+    def phase(self, name: str, done: int = 0, total: int = 1) -> None:
+        """Tell the reporter where the run is, when it listens (a bare Reporter has no `phase`)."""
+        announce = getattr(self.reporter, "phase", None)
+        if announce is not None:
+            announce(name, done, total, self.work)
+
+    def begin_evaluation(self, name: str, batches: int) -> None:
+        self.evaluation = (name, 0, batches)
+        self.phase(name, 0, batches)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.training or self.evaluation is None:
+            return
+        name, done, total = self.evaluation
+        done = min(done + 1, total)
+        self.evaluation = (name, done, total)
+        self.phase(name, done, total)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.training = True
@@ -160,7 +210,9 @@ def _common_arguments(spec: TrainingSpec, execution: Execution, eval_key: str) -
         "save_steps": hp.save_steps,
         "save_total_limit": 2,
         "save_only_model": False,  # optimizer and scheduler state are what make a resume exact
-        "eval_strategy": "epoch",
+        # One evaluation at the end, run by the engine itself (plus the base one before): an epoch-end evaluation
+        # would read the same split again just before it.
+        "eval_strategy": "no",
         "report_to": "none",
         "disable_tqdm": True,
         "use_cpu": not on_cuda,
@@ -220,13 +272,13 @@ class _Run:
         self.tokenizer = load_tokenizer(spec.base_model_dir, spec.task)
         self.splits = data_module.load_splits(spec.task, spec.datasets, self.hp.eval_fraction, self.hp.seed)
         self.labels: list[str] | None = None
-        self.raw_validation: list[Dataset] = [split.validation for split in self.splits]
+        # Every evaluation reads the same bounded sample of each validation split.
+        self.eval_samples = _eval_samples(self.splits, self.hp)
+        self.train_rows = 0  # rows in the training mixture, set when the trainer is built
 
     def build_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
         spec, hp, task = self.spec, self.hp, self.spec.task
-        if task in ("classification", "token_classification"):
-            nested = task == "token_classification"
-            self.labels = data_module.label_names(self.splits, "tags" if nested else "label", nested)
+        self.labels = _labels(task, self.splits)
         set_seed(hp.seed)
         model = load_model(spec.base_model_dir, task, self.execution, self.tokenizer, self.labels)
         self.model = prepare_model(model, task, spec.method, hp, spec.base_model_dir, self.execution)
@@ -236,34 +288,19 @@ class _Run:
 
     def _build_sft_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
         spec, hp = self.spec, self.hp
-        if spec.task == "sft":
-            markers = bool(self.tokenizer.chat_template) and has_generation_markers(self.tokenizer.chat_template)
-            if not self.tokenizer.chat_template:
-                raise SpecError("Task 'sft' needs a base model whose tokenizer has a chat template.")
-            train_sets = [data_module.to_conversations(s.train, markers) for s in self.splits]
-            validation_sets = [data_module.to_conversations(s.validation, markers) for s in self.splits]
-        else:
-            markers = False
-            train_sets = [s.train.select_columns(["text"]) for s in self.splits]
-            validation_sets = [s.validation.select_columns(["text"]) for s in self.splits]
+        markers = _generation_markers(spec.task, self.tokenizer)
+        train_sets = [_sft_rows(spec.task, s.train, markers) for s in self.splits]
+        validation_sets = [_sft_rows(spec.task, sample, markers) for sample in self.eval_samples]
         eval_sets, eval_key = _prepare_eval_sets(validation_sets)
-        strategy = self.execution.packing_strategy
         arguments = _common_arguments(spec, self.execution, eval_key)
-        arguments.update(
-            max_length=hp.max_length,
-            packing=strategy is not None,
-            packing_strategy=strategy or "bfd",
-            eval_packing=False,  # per-row eval loss: comparable before/after and across packing settings
-            assistant_only_loss=markers,
-            completion_only_loss=None if spec.task == "sft" else False,
-            dataset_text_field="text",
-            dataset_num_proc=None,
-        )
+        arguments.update(_sft_data_arguments(spec.task, hp, self.execution, markers))
         self.eval_key = eval_key
+        mixture = data_module.mix_train_sets(train_sets, hp.seed)
+        self.train_rows = len(mixture)
         return CountingSFTTrainer(
             model=self.model,
             args=SFTConfig(**arguments),
-            train_dataset=data_module.mix_train_sets(train_sets, hp.seed),
+            train_dataset=mixture,
             eval_dataset=eval_sets,
             processing_class=self.tokenizer,
             callbacks=callbacks,
@@ -293,7 +330,7 @@ class _Run:
 
                 collator = DataCollatorForTokenClassification(tokenizer)
         self.train_sets = [encode(s.train) for s in self.splits]
-        self.validation_sets = [encode(s.validation) for s in self.splits]
+        self.validation_sets = [encode(sample) for sample in self.eval_samples]
         eval_sets, eval_key = _prepare_eval_sets(self.validation_sets)
         self.eval_key = eval_key
         arguments = _common_arguments(spec, self.execution, eval_key)
@@ -303,10 +340,12 @@ class _Run:
         else:
             trainer_class = CountingTrainer
             args = TrainingArguments(**arguments)
+        mixture = data_module.mix_train_sets(self.train_sets, hp.seed)
+        self.train_rows = len(mixture)
         return trainer_class(
             model=self.model,
             args=args,
-            train_dataset=data_module.mix_train_sets(self.train_sets, hp.seed),
+            train_dataset=mixture,
             eval_dataset=eval_sets,
             processing_class=tokenizer,
             data_collator=collator,
@@ -330,7 +369,7 @@ class _Run:
                 values = task_metrics.seq2seq_metrics(
                     trainer,
                     key,
-                    split.validation,
+                    self.eval_samples[index],
                     trainer.model,
                     self.tokenizer,
                     self.hp.max_length,
@@ -338,6 +377,133 @@ class _Run:
                 )
             results[split.name] = values
         return results
+
+
+def _eval_samples(splits: list[data_module.SplitDataset], hp: Hyperparameters) -> list[Dataset]:
+    return [data_module.evaluation_sample(split.validation, hp.eval_max_rows, hp.seed) for split in splits]
+
+
+def _labels(task: str, splits: list[data_module.SplitDataset]) -> list[str] | None:
+    if task not in ("classification", "token_classification"):
+        return None
+    nested = task == "token_classification"
+    return data_module.label_names(splits, "tags" if nested else "label", nested)
+
+
+def _generation_markers(task: str, tokenizer: Any) -> bool:
+    """Whether TRL can find the assistant spans in this tokenizer's chat template (SFT only)."""
+    if task != "sft":
+        return False
+    if not tokenizer.chat_template:
+        raise SpecError("Task 'sft' needs a base model whose tokenizer has a chat template.")
+    return bool(has_generation_markers(tokenizer.chat_template))
+
+
+def _sft_rows(task: str, dataset: Dataset, markers: bool) -> Dataset:
+    """Rows in the form the SFTTrainer reads: conversations (or prompt/completion) for SFT, text for raw text."""
+    return data_module.to_conversations(dataset, markers) if task == "sft" else dataset.select_columns(["text"])
+
+
+def _sft_data_arguments(task: str, hp: Hyperparameters, execution: Execution, markers: bool) -> dict[str, Any]:
+    """The SFTConfig fields that decide how rows become training sequences: the run and its plan both use them."""
+    strategy = execution.packing_strategy
+    return {
+        "max_length": hp.max_length,
+        "packing": strategy is not None,
+        "packing_strategy": strategy or "bfd",
+        "eval_packing": False,  # per-row eval loss: comparable before/after and across packing settings
+        "assistant_only_loss": markers,
+        "completion_only_loss": None if task == "sft" else False,
+        "dataset_text_field": "text",
+        "dataset_num_proc": None,
+    }
+
+
+def _prepared_sft_examples(train: Dataset, tokenizer: Any, arguments: dict[str, Any]) -> int:
+    """How many sequences TRL's SFTTrainer makes of these rows (tokenized, filtered, packed), with no model.
+
+    It runs the trainer's own `_prepare_dataset` on an instance that skips `__init__` (which needs a model); that
+    method reads only the three attributes set here, as `SFTTrainer.__init__` sets them for the engine's arguments
+    (a chat template is swapped in only for assistant_only_loss without markers, which the engine never asks for).
+    tests/jobs/test_review_agrees.py holds the count against a real run.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        args = SFTConfig(output_dir=scratch, report_to="none", use_cpu=True, **arguments)
+        preparer = CountingSFTTrainer.__new__(CountingSFTTrainer)
+        preparer._tokenizer = tokenizer
+        preparer.chat_template = None
+        completion_only = args.completion_only_loss
+        if completion_only is None:
+            completion_only = "prompt" in train.column_names and "completion" in train.column_names
+        preparer.completion_only_loss = completion_only
+        return len(preparer._prepare_dataset(train, tokenizer, args, args.packing, None, "train"))
+
+
+# Above this many training rows the plan counts packed sequences on a seeded sample and scales the count: tokenizing
+# a large upload would hold the review page for minutes. The run itself always counts them all.
+PLAN_EXACT_ROWS = 5000
+
+
+def plan_run(
+    base_model_dir: Path,
+    task: str,
+    method: str,
+    datasets: list[DatasetFiles],
+    hp: Hyperparameters,
+    execution: Execution,
+) -> RunPlan:
+    """Rows, sequences, steps and trainable parameters of a run, counted by the code the run uses: the same split,
+    the same eval sample, the same mixture, TRL's own tokenizing, filtering and packing, Trainer's step arithmetic,
+    and the engine's `prepare_model` applied to the model built on the meta device. Loads no weights."""
+    splits = data_module.load_splits(task, datasets, hp.eval_fraction, hp.seed)
+    samples = _eval_samples(splits, hp)
+    labels = _labels(task, splits)
+    mixture = data_module.mix_train_sets([split.train for split in splits], hp.seed)
+    exact = len(mixture) <= PLAN_EXACT_ROWS
+    if task in ("sft", "text"):
+        tokenizer = load_tokenizer(base_model_dir, task)
+        markers = _generation_markers(task, tokenizer)
+        counted = mixture if exact else mixture.shuffle(seed=hp.seed).select(range(PLAN_EXACT_ROWS))
+        rows = _sft_rows(task, counted, markers)
+        examples = _prepared_sft_examples(rows, tokenizer, _sft_data_arguments(task, hp, execution, markers))
+        if not exact:
+            examples = math.ceil(examples * len(mixture) / PLAN_EXACT_ROWS)
+    else:
+        # Encoder and seq2seq tokenizing truncates and never drops a row: one sequence per row.
+        examples = len(mixture)
+    counts = parameter_counts(
+        ModelShape.from_dir(base_model_dir), task, method, hp, len(labels) if labels else 2, base_model_dir
+    )
+    return RunPlan(
+        datasets=[
+            DatasetPlan(split.name, len(split.train), len(split.validation), len(sample), split.validation_source)
+            for split, sample in zip(splits, samples, strict=True)
+        ],
+        train_rows=len(mixture),
+        train_examples=examples,
+        steps=data_module.training_steps(examples, hp),
+        trainable_parameters=counts.trainable,
+        total_parameters=counts.prepared_total,
+        eval_rows=sum(len(sample) for sample in samples),
+        exact=exact,
+    )
+
+
+def _eval_points(splits: list[data_module.SplitDataset], results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Evaluation results under the keys Trainer logs them with (eval_d0_loss, ...), for the progress record."""
+    return {
+        f"eval_d{index}_{name}": value
+        for index, split in enumerate(splits)
+        for name, value in results.get(split.name, {}).items()
+    }
+
+
+def _mean_tokens(dataset: Any, sample: int = 1000) -> float:
+    """Mean tokens per sequence, over the first `sample` (reading a large set's whole column would take seconds)."""
+    if dataset is None or len(dataset) == 0 or "input_ids" not in getattr(dataset, "column_names", []):
+        return 0.0
+    ids = dataset.select(range(min(len(dataset), sample)))["input_ids"]
+    return sum(len(row) for row in ids) / len(ids)
 
 
 def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -369,39 +535,67 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     """
     started = time.perf_counter()
     reporter = reporter or NullReporter()
+    reporter_callback = ReporterCallback(reporter)
+    phase_seconds: dict[str, float] = {}
+    reporter_callback.phase("loading")
     run = _Run(spec, reporter)
     run.log.info("Training %s / %s on %s (%s)", spec.task, spec.method, spec.base_model_dir, run.device)
     if run.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    reporter_callback = ReporterCallback(reporter)
-    callbacks: list[TrainerCallback] = [reporter_callback]
-    if spec.hyperparameters.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=spec.hyperparameters.early_stopping_patience))
+    hp = spec.hyperparameters
+    callbacks: list[TrainerCallback] = [reporter_callback, TimedCheckpointCallback(spec.checkpoint_seconds)]
+    if hp.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience))
     trainer = run.build_trainer(callbacks)
     # With tqdm disabled, Trainer prints every log dict to stdout; the engine logs through logging only.
     trainer.remove_callback(PrinterCallback)
-    if spec.hyperparameters.early_stopping_patience:
+    # The steps the plan showed: Trainer's own arithmetic over the prepared sequences, capped by max_steps. Set
+    # before train() reads it, and the same on every resume (same data, same batch size).
+    examples = len(trainer.train_dataset)
+    planned_steps = data_module.training_steps(examples, hp)
+    trainer.args.max_steps = planned_steps
+    if hp.early_stopping_patience:
         # Early stopping evaluates every save_steps; on a small dataset that could be never. At least once an
-        # epoch, then. Set before train() reads it, and the same on every resume (same data, same batch size).
+        # epoch, then.
         steps_per_epoch = max(1, len(trainer.get_train_dataloader()) // trainer.args.gradient_accumulation_steps)
-        interval = min(spec.hyperparameters.save_steps, steps_per_epoch)
+        interval = min(hp.save_steps, steps_per_epoch, planned_steps)
         trainer.args.eval_steps = trainer.args.save_steps = interval
     trainable, total = count_parameters(run.model)
-
-    base_metrics = run.evaluate(trainer)
-    run.log.info("Base metrics: %s", base_metrics)
 
     Path(spec.checkpoint_dir).mkdir(parents=True, exist_ok=True)
     last_checkpoint = last_complete_checkpoint(spec.checkpoint_dir)
     resumed_from = int(last_checkpoint.name.rsplit("-", 1)[-1]) if last_checkpoint else 0
+    # What one evaluation reads: the prepared sets of each dataset (TRL may drop rows a prompt fills entirely).
+    eval_sets = [trainer.eval_dataset[f"d{i}"] for i in range(len(run.splits))]
+    eval_batches = sum(math.ceil(len(dataset) / hp.batch_size) for dataset in eval_sets)
+    reporter_callback.work = RunWork(
+        eval_batches=eval_batches,
+        eval_tokens=round(sum(_mean_tokens(dataset) * len(dataset) for dataset in eval_sets)),
+        train_steps=max(planned_steps - resumed_from, 0),
+        tokens_per_step=round(_mean_tokens(trainer.train_dataset) * hp.batch_size * hp.gradient_accumulation_steps),
+        train_cost=2.0 + trainable / max(total, 1),
+    )
+    phase_seconds["loading"] = round(time.perf_counter() - started, 3)
+
+    mark = time.perf_counter()
+    reporter_callback.begin_evaluation("evaluating_base", eval_batches)
+    base_metrics = run.evaluate(trainer)
+    run.log.info("Base metrics: %s", base_metrics)
+    phase_seconds["evaluating_base"] = round(time.perf_counter() - mark, 3)
+    # Recorded as a validation point at the start, so the loss chart shows where the base model stood.
+    reporter.progress(resumed_from, planned_steps, 0.0, None, None, _eval_points(run.splits, base_metrics))
+
     if last_checkpoint:
         run.log.info("Resuming from %s", last_checkpoint)
+    reporter_callback.evaluation = None
+    reporter_callback.phase("training")
     train_started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
     train_seconds = time.perf_counter() - train_started
     # CPU time of this process: on a shared machine it measures the work done, not the neighbours' load.
     train_cpu_seconds = time.process_time() - cpu_started
+    phase_seconds["training"] = round(train_seconds, 3)
 
     summary = TrainingSummary(
         tokens_seen=trainer.tokens_seen,
@@ -413,6 +607,11 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
         total_parameters=total,
         global_step=trainer.state.global_step,
         resumed_from_step=resumed_from,
+        train_rows=run.train_rows,
+        train_examples=examples,
+        planned_steps=planned_steps,
+        eval_rows=sum(len(sample) for sample in run.eval_samples),
+        phase_seconds=phase_seconds,
     )
     metrics: dict[str, Any] = {"base": base_metrics}
     if reporter_callback.stopped:
@@ -421,8 +620,22 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
         summary.wall_seconds = round(time.perf_counter() - started, 3)
         return TrainingResult(None, metrics, summary, stopped=True, log_history=trainer.state.log_history)
 
+    mark = time.perf_counter()
+    reporter_callback.begin_evaluation("evaluating", eval_batches)
     metrics["tuned"] = run.evaluate(trainer)
     run.log.info("Tuned metrics: %s", metrics["tuned"])
+    phase_seconds["evaluating"] = round(time.perf_counter() - mark, 3)
+    reporter.progress(
+        trainer.state.global_step,
+        planned_steps,
+        float(trainer.state.epoch or 0.0),
+        None,
+        None,
+        _eval_points(run.splits, metrics["tuned"]),
+    )
+    reporter_callback.evaluation = None
+    reporter_callback.phase("saving")
+    mark = time.perf_counter()
     summary.peak_memory_bytes = _peak_memory_bytes(run.device)
     summary.wall_seconds = round(time.perf_counter() - started, 3)
 
@@ -460,6 +673,8 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
         save_config=adapter and spec.task in ("classification", "token_classification"),
     )
     run.log.info("Artifact written to %s", artifact_dir)
+    phase_seconds["saving"] = round(time.perf_counter() - mark, 3)
+    summary.wall_seconds = round(time.perf_counter() - started, 3)
     return TrainingResult(
         artifact_dir=artifact_dir,
         metrics=metrics,

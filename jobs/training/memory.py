@@ -183,6 +183,7 @@ class ParameterCounts:
     trainable: int
     quantizable: int  # what bitsandbytes would store in 4-bit: every nn.Linear but the output head
     block_linear: int  # linear weights inside the blocks: autocast keeps a 16-bit copy of each for backward
+    prepared_total: int = 0  # every parameter once the method is applied (adapters and soft prompts included)
 
 
 def parameter_counts(
@@ -223,7 +224,11 @@ def _parameter_counts_cached(
         model.newly_initialized_modules = _newly_initialized(model, Path(base_model_dir) if base_model_dir else None, task)
         prepared = _apply_method(model, task, method, hp)
         trainable = sum(p.numel() for p in prepared.parameters() if p.requires_grad)
-    return ParameterCounts(total=total, trainable=trainable, quantizable=quantizable, block_linear=block_linear)
+        prepared_total = sum(p.numel() for p in prepared.parameters())
+    return ParameterCounts(
+        total=total, trainable=trainable, quantizable=quantizable, block_linear=block_linear,
+        prepared_total=prepared_total,
+    )
 
 
 def _config_key(shape: ModelShape) -> str:

@@ -38,9 +38,26 @@ _EPOCHS: dict[str, dict[str, float]] = {
 
 # Sequence lengths: SFT rows are long, labels and tags short; thorough keeps more of the long tail.
 _MAX_LENGTH: dict[str, dict[str, int]] = {
-    "generative": {"quick": 512, "balanced": 1024, "thorough": 2048},
+    "generative": {"quick": 256, "balanced": 1024, "thorough": 2048},
     "encoder": {"quick": 128, "balanced": 256, "thorough": 512},
     "seq2seq": {"quick": 256, "balanced": 512, "thorough": 512},
+}
+
+# Quick is "a first result in minutes" on a CPU worker (docs/benchmarks.md, "Quick on the bundled models"): on two
+# cores SmolLM2-135M trains ~100 tokens/s with LoRA, so a causal LM's quick run is capped in steps and reads short
+# sequences. Encoders and seq2seq models are small enough for the epochs to decide.
+_MAX_STEPS: dict[str, dict[str, int | None]] = {
+    "generative": {"quick": 12, "balanced": None, "thorough": None},
+    "encoder": {"quick": None, "balanced": None, "thorough": None},
+    "seq2seq": {"quick": 60, "balanced": None, "thorough": None},
+}
+
+# Validation rows each evaluation reads (a seeded sample, the same before and after training). Causal LM and seq2seq
+# evaluation (long sequences, generation) costs far more per row than a classifier's.
+_EVAL_MAX_ROWS: dict[str, dict[str, int]] = {
+    "generative": {"quick": 24, "balanced": 200, "thorough": 500},
+    "encoder": {"quick": 200, "balanced": 500, "thorough": 2000},
+    "seq2seq": {"quick": 32, "balanced": 200, "thorough": 500},
 }
 
 # LoRA rank grows with the preset; alpha = 2r keeps the effective scale constant (rsLoRA-style intuition).
@@ -68,6 +85,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "early_stopping_patience": (int, type(None)),
     "save_steps": (int,),
     "activation_checkpointing": (bool,),
+    "eval_max_rows": (int,),
+    "max_steps": (int, type(None)),
 }
 
 # Inclusive ranges; values outside are almost surely typos (a learning rate of 2 instead of 2e-4).
@@ -88,6 +107,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "gradient_accumulation_steps": (1, 1024),
     "early_stopping_patience": (1, 100),
     "save_steps": (1, 1_000_000),
+    "eval_max_rows": (1, 1_000_000),
+    "max_steps": (1, 10_000_000),
 }
 
 
@@ -188,6 +209,8 @@ def resolve_hyperparameters(
         gradient_accumulation_steps=accumulation,
         early_stopping_patience=3 if preset == "thorough" else None,
         save_steps=200 if preset == "quick" else 100,
+        eval_max_rows=_EVAL_MAX_ROWS[family][preset],
+        max_steps=_MAX_STEPS[family][preset],
     )
     for key, value in overrides.items():
         setattr(values, key, float(value) if key in ("epochs", "learning_rate") else value)

@@ -71,6 +71,11 @@ class Hyperparameters:
     gradient_accumulation_steps: int = 1
     early_stopping_patience: int | None = None
     save_steps: int = 50
+    # Rows of each validation split that an evaluation reads (a seeded sample): the base ("before") and the final
+    # evaluation read the same ones, so their cost stays bounded however large the split is.
+    eval_max_rows: int = 200
+    # A cap on optimizer steps (None: the epochs decide); the quick preset uses it to give a first result in minutes.
+    max_steps: int | None = None
     # Recompute activations in the backward pass: a third slower, far less memory. Off unless the job's plan finds
     # that it does not fit without it (jobs.training.memory.fit_to_memory).
     activation_checkpointing: bool = False
@@ -97,6 +102,58 @@ class TrainingSpec:
     base_model_name: str | None = None
     # Carried into every log line so a worker's logs can be tied to its job.
     job_id: str | None = None
+    # A checkpoint every this many seconds of training as well as every save_steps, so that a killed run loses
+    # at most about this much work however long its steps are (0 turns the timed checkpoints off).
+    checkpoint_seconds: float = 60.0
+
+
+@dataclass
+class DatasetPlan:
+    """One dataset's rows as the run uses them."""
+
+    name: str
+    train_rows: int
+    validation_rows: int
+    eval_rows: int  # the sample every evaluation reads (at most eval_max_rows)
+    # "dataset": the dataset's own validation split (eval_fraction does not apply); "held_out": eval_fraction of it.
+    validation_source: str
+
+
+@dataclass
+class RunPlan:
+    """What a run will do, counted by the engine's own code before any model is loaded (`engine.plan_run`)."""
+
+    datasets: list[DatasetPlan]
+    train_rows: int  # rows in the training mixture, after the multi-task cap
+    train_examples: int  # sequences per epoch as the trainer sees them: after packing and TRL's filtering
+    steps: int  # optimizer steps
+    trainable_parameters: int
+    total_parameters: int
+    eval_rows: int  # rows read by one evaluation, all datasets together
+    # False when a large dataset's examples were counted on a sample and scaled (the run counts them all).
+    exact: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+# The phases of a run, in order. The engine announces each through Reporter.phase; the worker adds "registering".
+PHASES = ("loading", "evaluating_base", "training", "evaluating", "saving", "registering")
+
+
+@dataclass
+class RunWork:
+    """How much work each phase holds, announced once the data is prepared: what an honest ETA is computed from."""
+
+    eval_batches: int  # batches in one evaluation (the base and the final one read the same sample)
+    eval_tokens: int  # tokens in one evaluation
+    train_steps: int  # optimizer steps left to run (fewer than planned when resuming)
+    tokens_per_step: int  # tokens in one optimizer step (micro-batches x accumulation), on average
+    # A training step's cost in forward passes over the same tokens: the forward, the backward to the activations
+    # (about one more), and the weight gradients (one more, for the share of weights that train): ~2 LoRA, ~3 full.
+    train_cost: float = 3.0
 
 
 @dataclass
@@ -114,6 +171,13 @@ class TrainingSummary:
     total_parameters: int = 0
     global_step: int = 0
     resumed_from_step: int = 0
+    # What the run actually used, to hold against the plan the review page showed.
+    train_rows: int = 0
+    train_examples: int = 0
+    planned_steps: int = 0
+    eval_rows: int = 0
+    # Seconds per phase (loading, evaluating_base, training, evaluating, saving).
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,6 +211,16 @@ class Reporter(Protocol):
     def should_stop(self) -> bool: ...
 
 
+class PhaseReporter(Reporter, Protocol):
+    """A reporter that also hears which phase the run is in; the engine calls `phase` only where it exists.
+
+    `done` of `total` counts eval batches while evaluating and is 0 of 1 elsewhere (training steps come through
+    `progress`). `work` is given from the moment the data is prepared, and stays the same for the run.
+    """
+
+    def phase(self, name: str, done: int, total: int, work: RunWork | None) -> None: ...
+
+
 class NullReporter:
     """A reporter that records nothing and never stops; for tests, benchmarks and scripts."""
 
@@ -163,3 +237,6 @@ class NullReporter:
 
     def should_stop(self) -> bool:
         return False
+
+    def phase(self, name: str, done: int, total: int, work: RunWork | None) -> None:
+        return None

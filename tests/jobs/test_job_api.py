@@ -73,3 +73,19 @@ def test_list_comes_in_pages_with_a_next_link(api_alice, job, alice, tiny_lm, sf
     assert len(response.json()) == 1 and response["X-Total-Count"] == "2"
     assert 'rel="next"' in response["Link"] and "offset=1" in response["Link"]
     assert [e["id"] for e in api_alice.get("/api/v1/jobs/?limit=1&offset=1").json()] == [str(job.id)]
+
+
+def test_cancel_of_a_finished_job_is_a_409_with_the_reason(api_alice, job):
+    job.start("worker-a")
+    job.fail("boom")
+    response = api_alice.post(f"/api/v1/jobs/{job.id}/cancel/")
+    assert response.status_code == 409
+    assert response.json() == {"error": "This job already ended (failed): there is nothing to cancel.", "details": []}
+    job.refresh_from_db()
+    assert job.status == "failed" and not job.cancel_requested
+
+
+def test_cancel_of_a_running_job_is_accepted(api_alice, job):
+    job.start("worker-a")
+    response = api_alice.post(f"/api/v1/jobs/{job.id}/cancel/")
+    assert response.status_code == 202 and response.json()["status"] == "running"

@@ -77,3 +77,25 @@ def test_waiting_jobs_whose_message_may_be_lost_are_resent(job, settings):
     assert [j.pk for j in services.resend_waiting_jobs()] == [job.pk]
     job.refresh_from_db()
     assert job.task_id != old_task_id
+
+
+def test_a_job_that_resumed_and_succeeded_keeps_no_old_error(job):
+    job.start("worker-a")
+    assert job.requeue("its worker stopped answering; resuming from the last checkpoint")
+    assert job.start("worker-b")
+    assert job.succeed(None, {"tuned": {}}, {})
+    job.refresh_from_db()
+    assert job.status == Status.SUCCEEDED and job.error == "" and job.failure_reason == ""
+
+
+def test_a_worker_that_restarts_under_its_name_gives_its_running_job_back_at_once(job):
+    # jobs.worker_registry.on_worker_ready calls this as soon as a worker (re)starts.
+    job.start("layercake@box")
+    other = services.create_job(services.plan_job(job.owner, job.base_model_id, [d.id for d in job.datasets.all()], "lora"))
+    other.start("gpu@elsewhere")
+    recovered = services.recover_jobs_of_restarted_worker("layercake@box")
+    assert [j.pk for j in recovered] == [job.pk]
+    job.refresh_from_db()
+    other.refresh_from_db()
+    assert job.status == Status.RETRYING and "restarted" in job.error  # its heartbeat was fresh: only the restart tells
+    assert other.status == Status.RUNNING  # another worker's job is left alone

@@ -51,5 +51,5 @@ def test_progress_reports_every_step_and_each_evaluation(tmp_path: Path, tiny_lm
     result = train(make_spec(tmp_path, tiny_lm, "sft", "lora", instruction_rows(32), epochs=2), reporter)
     assert not result.stopped
     assert reporter.steps == list(range(1, result.summary.global_step + 1))
-    assert len(reporter.evaluations) == 2  # one per epoch
+    assert len(reporter.evaluations) == 2  # the base model before training, the tuned one after
     assert "eval_d0_loss" in reporter.evaluations[0]

@@ -1,4 +1,4 @@
-"""Sign-up and the account page; login, logout and password change are Django's own views."""
+"""Sign-up and the account page (API token, storage used); login, logout and password change are Django's own views."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from knox.models import AuthToken
 
+from webapp.accounts import quota
 from webapp.accounts.forms import SignupForm
 from webapp.accounts.services import new_api_token
 
@@ -32,4 +33,5 @@ def account(request: HttpRequest) -> HttpResponse:
     user = cast(User, request.user)  # the login middleware let only logged-in users through
     new_key = new_api_token(user, replace=True) if request.method == "POST" else None
     tokens = AuthToken.objects.filter(user=user).order_by("-created")
-    return render(request, "accounts/account.html", {"tokens": tokens, "new_key": new_key})
+    context = {"tokens": tokens, "new_key": new_key, "usage": quota.usage_of(user)}
+    return render(request, "accounts/account.html", context)

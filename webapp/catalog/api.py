@@ -1,4 +1,4 @@
-"""API v1 endpoints for the model catalog: list, detail, downloads, merge, deployment profile."""
+"""API v1 endpoints for the model catalog: list, detail, rename, delete, downloads, merge, deployment profile, import."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from webapp.catalog import downloads, services
 from webapp.catalog.forms import ImportForm
 from webapp.catalog.models import CatalogModel
 from webapp.catalog.serializers import CatalogModelDetailSerializer, CatalogModelSerializer
+from webapp.datasets.uploads import BodyLimits
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError, RowError
 
@@ -35,6 +36,13 @@ class ModelDetail(generics.RetrieveAPIView):
 
     def get_object(self) -> CatalogModel:
         return owned_or_404(CatalogModel.objects.select_related("parent"), self.request.user, self.kwargs["pk"])
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: str) -> Response:
+        """Delete one of your models and its files. 409, naming them, while an unfinished job or a derived model
+        depends on it; shared bases and others' models are 404. Finished jobs keep their history."""
+        services.delete_model(owned_or_404(CatalogModel.objects.owned_by(request.user), request.user, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         request={"application/json": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 200}},
@@ -81,6 +89,30 @@ class ModelMerge(APIView):
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+class ModelExport(APIView):
+    @extend_schema(
+        request={"application/json": {"type": "object", "properties": {"type": {"type": "string", "enum": ["f16", "q8_0"]}},
+                                      "required": ["type"]}},
+        responses={202: dict},
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        """Start a job that writes the model as GGUF (f16 or q8_0) with an Ollama Modelfile and proves it answers the same."""
+        model = owned_or_404(CatalogModel, request.user, pk)
+        output_type = request.data.get("type") if isinstance(request.data, dict) else None
+        job = services.start_export(model, request.user, output_type)
+        from jobs.serializers import JobSerializer
+
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelGgufDownload(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    def get(self, request: Request, pk: str, output_type: str, name: str = "gguf") -> StreamingHttpResponse:
+        """The proven GGUF of that type (or, at .../Modelfile, its Ollama Modelfile), streamed; 404 until one exists."""
+        model = owned_or_404(CatalogModel, request.user, pk)
+        return downloads.stored_file_response(*services.gguf_download(model, request.user, output_type, name))
+
+
 class ModelProfile(APIView):
     @extend_schema(request=None, responses={202: dict})
     def post(self, request: Request, pk: str) -> Response:
@@ -91,6 +123,14 @@ class ModelProfile(APIView):
 
 
 class ModelImport(APIView):
+    body_limits: BodyLimits | None = None
+
+    def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Request:
+        # Before anything reads the body: the limits must see every chunk as it streams in.
+        if request.method == "POST":
+            self.body_limits = BodyLimits(request)
+        return super().initialize_request(request, *args, **kwargs)
+
     @extend_schema(
         request={"multipart/form-data": {"type": "object", "properties": {
             "file": {"type": "string", "format": "binary"}, "kind": {"type": "string", "enum": ["base", "adapter"]},
@@ -98,8 +138,13 @@ class ModelImport(APIView):
         responses={201: CatalogModelDetailSerializer},
     )
     def post(self, request: Request) -> Response:
-        """Upload a base model (zipped safetensors folder or .gguf) or an adapter zip for a base in the catalog."""
+        """Upload a base model (zipped safetensors folder or .gguf) or an adapter zip for a base in the catalog.
+
+        413 when the declared or streamed size passes the upload limit or the owner's storage quota."""
+        assert self.body_limits is not None
+        self.body_limits.check_declared(request.user)  # authenticated now, and the body is still unread
         form = ImportForm(request.POST, request.FILES, user=request.user)
+        self.body_limits.check_streamed()
         if not form.is_valid():
             raise ValidationError({field: [str(message) for message in messages] for field, messages in form.errors.items()})
         model = services.import_upload(

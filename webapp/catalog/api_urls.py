@@ -10,4 +10,8 @@ urlpatterns = [
     path("models/<str:pk>/files/<path:name>", api.ModelFileDownload.as_view(), name="api-model-file"),
     path("models/<str:pk>/merge/", api.ModelMerge.as_view(), name="api-model-merge"),
     path("models/<str:pk>/profile/", api.ModelProfile.as_view(), name="api-model-profile"),
+    path("models/<str:pk>/export/", api.ModelExport.as_view(), name="api-model-export"),
+    path("models/<str:pk>/gguf/<str:output_type>/", api.ModelGgufDownload.as_view(), name="api-model-gguf"),
+    path("models/<str:pk>/gguf/<str:output_type>/Modelfile", api.ModelGgufDownload.as_view(), {"name": "Modelfile"},
+         name="api-model-gguf-modelfile"),
 ]

@@ -152,8 +152,8 @@ def stored_file(model: CatalogModel, name: str) -> dict[str, Any] | None:
     return next((entry for entry in model.files if entry["name"] == name), None)
 
 
-def stream_file(model: CatalogModel, entry: dict[str, Any]) -> Iterator[bytes]:
-    with default_storage.open(f"{model.storage_prefix}/{entry['name']}", "rb") as source:
+def stream_file(prefix: str, entry: dict[str, Any]) -> Iterator[bytes]:
+    with default_storage.open(f"{prefix}/{entry['name']}", "rb") as source:
         yield from iter(lambda: source.read(CHUNK_BYTES), b"")
 
 
@@ -167,7 +167,12 @@ def file_response(model: CatalogModel, name: str) -> StreamingHttpResponse:
     entry = stored_file(model, name)
     if entry is None:
         raise Http404
-    response = StreamingHttpResponse(stream_file(model, entry), content_type="application/octet-stream")
+    return stored_file_response(model.storage_prefix, entry)
+
+
+def stored_file_response(prefix: str, entry: dict[str, Any]) -> StreamingHttpResponse:
+    """One stored file, listed as `entry` ({"name", "size_bytes", "sha256"}) under `prefix`, streamed as an attachment."""
+    response = StreamingHttpResponse(stream_file(prefix, entry), content_type="application/octet-stream")
     response["Content-Length"] = str(entry["size_bytes"])
     response["Content-Disposition"] = f'attachment; filename="{entry["name"].rsplit("/", 1)[-1]}"'
     response["X-Content-SHA256"] = entry["sha256"]

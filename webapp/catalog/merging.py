@@ -69,8 +69,14 @@ def probe(model: Any, tokenizer: Any, task: str, prompts: list[str]) -> list[dic
     return results
 
 
-def compare(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], prompts: list[str], task: str) -> dict[str, Any]:
-    """Per-prompt evidence: largest logit difference against the tolerance, and identical tokens or labels."""
+def compare(
+    reference: list[dict[str, Any]], candidate: list[dict[str, Any]], prompts: list[str], task: str, *,
+    atol: float = LOGIT_ATOL, rtol: float = LOGIT_RTOL, output_keys: tuple[str, str] = ("adapter_output", "merged_output"),
+) -> dict[str, Any]:
+    """Per-prompt evidence: largest logit difference against the tolerance, and identical tokens or labels.
+
+    The GGUF export proof reuses it with its own bound and names for the two outputs.
+    """
     import torch
 
     rows = []
@@ -82,7 +88,7 @@ def compare(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], pr
             diff, within = math.inf, False
         else:
             diff = float((ref["logits"] - cand["logits"]).abs().max()) if finite else math.inf
-            within = finite and bool(torch.allclose(ref["logits"], cand["logits"], atol=LOGIT_ATOL, rtol=LOGIT_RTOL))
+            within = finite and bool(torch.allclose(ref["logits"], cand["logits"], atol=atol, rtol=rtol))
         same_tokens = ref["tokens"] == cand["tokens"]
         ok = within and same_tokens
         passed = passed and ok
@@ -92,8 +98,8 @@ def compare(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], pr
             "max_abs_logit_diff": diff if math.isfinite(diff) else None,
             "finite": finite,
             "logits_within_tolerance": within,
-            "adapter_output": ref["text"],
-            "merged_output": cand["text"],
+            output_keys[0]: ref["text"],
+            output_keys[1]: cand["text"],
             "outputs_match": same_tokens,
             "passed": ok,
         })
@@ -101,7 +107,7 @@ def compare(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], pr
         "passed": passed,
         "task": task,
         "compared": "greedy generations" if task in loading.GENERATIVE_TASKS else "predicted labels",
-        "tolerance": {"atol": LOGIT_ATOL, "rtol": LOGIT_RTOL},
+        "tolerance": {"atol": atol, "rtol": rtol},
         "max_abs_logit_diff": worst if math.isfinite(worst) else None,
         "prompts": rows,
     }

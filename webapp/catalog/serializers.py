@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from webapp.catalog.models import CatalogModel
-from webapp.catalog.services import producing_job_id
+from webapp.catalog.services import gguf_exports, producing_job_id
 
 
 class CatalogModelSerializer(serializers.ModelSerializer):
@@ -24,12 +26,22 @@ class CatalogModelSerializer(serializers.ModelSerializer):
 class CatalogModelDetailSerializer(CatalogModelSerializer):
     lineage = serializers.SerializerMethodField()
     job = serializers.SerializerMethodField()
+    gguf_exports = serializers.SerializerMethodField()
 
     class Meta(CatalogModelSerializer.Meta):
-        fields = CatalogModelSerializer.Meta.fields + ["lineage", "metrics", "job", "files", "deployment"]
+        fields = CatalogModelSerializer.Meta.fields + ["lineage", "metrics", "job", "files", "deployment", "gguf_exports"]
 
     def get_lineage(self, model: CatalogModel) -> list[str]:
         return [str(ancestor.id) for ancestor in model.lineage()]
 
     def get_job(self, model: CatalogModel) -> str | None:
         return producing_job_id(model)
+
+    def get_gguf_exports(self, model: CatalogModel) -> list[dict[str, Any]]:
+        """Per GGUF type, the newest export: offered (proof passed) with its file, or refused; see docs/architecture.md."""
+        return [
+            {"type": export["type"], "offered": export["offered"], "job": str(export["job"].pk),
+             "file": export["file"] if export["offered"] else None, "passed": bool((export["proof"] or {}).get("passed")),
+             "max_abs_logit_diff": (export["proof"] or {}).get("max_abs_logit_diff"), "bound": (export["proof"] or {}).get("bound")}
+            for export in gguf_exports(model)
+        ]

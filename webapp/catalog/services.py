@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -17,12 +18,15 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from webapp.catalog import downloads, loading, merging, model_files, profiling
+from webapp.accounts import quota
+from webapp.catalog import downloads, gguf_export, loading, merging, model_files, profiling
 from webapp.catalog.models import NAME_MAX_LENGTH, CatalogModel, Kind
+from webapp.datasets.uploads import UploadTooLarge
 from webapp.lib.errors import LayercakeError, RowError
-from webapp.lib.storage import local_path
+from webapp.lib.storage import local_path, stored_names
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +69,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def store_folder(folder: Path, prefix: str) -> list[dict[str, Any]]:
-    """Copy the folder's kept files into storage under `prefix`; returns the file list with checksums."""
+def store_folder(folder: Path, prefix: str, names: list[Path] | None = None) -> list[dict[str, Any]]:
+    """Copy the folder's kept files (or the `names` given) into storage under `prefix`; returns the file list with checksums."""
     entries: list[dict[str, Any]] = []
     try:
-        for relative in model_files.kept_files(folder):
+        for relative in model_files.kept_files(folder) if names is None else names:
             path = folder / relative
             name = f"{prefix}/{relative.as_posix()}"
             with path.open("rb") as handle:
@@ -390,6 +394,131 @@ def start_merge(model: CatalogModel, owner: Any) -> Any:
     return submit_merge(model, owner)
 
 
+# --- GGUF export: the fourth way to run a model (llama.cpp / Ollama), proven like a merge ---------------
+
+
+@dataclass
+class GgufDrift(LayercakeError):
+    """The GGUF read back does not answer like its source; `evidence` holds the per-prompt comparison."""
+
+    evidence: dict[str, Any] = field(default_factory=dict)
+    status: int = 422
+
+
+def check_export(model: CatalogModel, output_type: Any) -> None:
+    """Refuse, with the reason, what cannot be exported: before a job is queued and again on the worker."""
+    if output_type not in gguf_export.OUTPUT_TYPES:
+        raise LayercakeError(
+            f"GGUF output types are {' and '.join(gguf_export.OUTPUT_TYPES)}; not {output_type!r}. "
+            "(q4_K_M needs llama.cpp's own quantizer: the gguf Python library cannot write K-quants.)",
+            [RowError(None, "type", f"one of {', '.join(gguf_export.OUTPUT_TYPES)}")],
+        )
+    if model.kind not in DERIVED_KINDS:
+        raise LayercakeError(
+            f"{model.name} is a base model: GGUF export is for your fine-tuned models (full, merged, or an adapter merged on the way)."
+        )
+    if model.kind == Kind.ADAPTER and not model.can_merge:
+        raise LayercakeError(f"{model.name} is a prompt-tuning adapter: it has no weights to merge, so no GGUF to write.")
+    architecture = root_base(model).architecture if model.kind == Kind.ADAPTER else model.architecture
+    try:
+        gguf_export.check_exportable({"architectures": [architecture]})
+    except gguf_export.ExportRefused as refused:
+        raise LayercakeError(str(refused), [RowError(None, "architecture", architecture)]) from None
+
+
+def start_export(model: CatalogModel, owner: Any, output_type: Any) -> Any:
+    """The "Export to GGUF" action: an `export` job (jobs app) that calls export_gguf on a worker."""
+    check_export(model, output_type)
+    from jobs.services import submit_export
+
+    return submit_export(model, owner, output_type)
+
+
+def export_gguf(model: CatalogModel, output_type: str, prefix: str) -> dict[str, Any]:
+    """Write the model as GGUF with its Ollama Modelfile, prove it, and store both under `prefix`.
+
+    An adapter is merged into its base first (with the merge proof). A GGUF whose proof fails raises GgufDrift
+    with the evidence and stores nothing: it is never offered.
+    """
+    check_export(model, output_type)
+    scratch_root = settings.LAYERCAKE_CACHE if settings.LAYERCAKE_CACHE.exists() else None
+    with tempfile.TemporaryDirectory(dir=scratch_root, prefix="gguf-") as scratch:
+        source = local_dir(model)
+        if model.kind == Kind.ADAPTER:
+            assert model.parent is not None
+            merged_dir = Path(scratch) / "merged"
+            merge_proof = merging.merge_and_prove(source, local_dir(model.parent), merged_dir)
+            if not merge_proof["passed"]:
+                raise MergeDrift(f"Merging {model.name} into its base changed its answers; nothing was exported.",
+                                 evidence=merge_proof)
+            source = merged_dir
+        out_dir = Path(scratch) / "gguf"
+        try:
+            evidence = gguf_export.export_and_prove(source, out_dir, output_type, model.name)
+        except gguf_export.ExportRefused as refused:
+            raise LayercakeError(str(refused)) from None
+        if not evidence["passed"]:
+            details = [
+                RowError(None, "gguf_proof", f"prompt {row['prompt']!r}: max logit difference "
+                         f"{logit_difference(row['max_abs_logit_diff'])} (bound {evidence['bound']}), same output: "
+                         f"{row['outputs_match']}, same token ids: {row['tokenizer_ids_match']}")
+                for row in evidence["prompts"] if not row["passed"]
+            ]
+            logger.warning("GGUF export of %s refused: %s", model.id, evidence)
+            raise GgufDrift(f"The {output_type} GGUF of {model.name} does not answer like the model; it was not kept.",
+                            details, evidence=evidence)
+        gguf_name = evidence["file"]["name"]
+        speed = profiling.measure_gguf(out_dir / gguf_name)
+        names = [Path(gguf_name), Path("Modelfile")]
+        # A redelivered job (its worker died while storing) starts from a clean folder.
+        delete_stored_files(prefix, [{"name": name.as_posix()} for name in names])
+        files = store_folder(out_dir, prefix, names)
+    logger.info("exported %s to %s GGUF (%d bytes)", model.id, output_type, evidence["file"]["size_bytes"])
+    return {"proof": evidence, "export": {"type": output_type, "files": files, "llama_cpp": speed, "prefix": prefix}}
+
+
+def gguf_exports(model: CatalogModel) -> list[dict[str, Any]]:
+    """Per output type, the newest finished export job of the model's owner: a proven file to offer, or a refusal's evidence."""
+    from jobs.models import Job, Status
+    from jobs.models import Kind as JobKind
+
+    if model.owner_id is None:
+        return []
+    jobs = Job.objects.filter(kind=JobKind.EXPORT, base_model=model, owner_id=model.owner_id,
+                              status__in=(Status.SUCCEEDED, Status.FAILED)).order_by("-finished_at")
+    latest: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        output_type = (job.hyperparameters or {}).get("type", "")
+        if output_type in latest:
+            continue
+        export = (job.summary or {}).get("gguf") or {}
+        files = {entry["name"]: entry for entry in export.get("files", [])}
+        gguf_file = next((entry for name, entry in files.items() if name.endswith(".gguf")), None)
+        latest[output_type] = {
+            "type": output_type,
+            "job": job,
+            "offered": job.status == Status.SUCCEEDED and gguf_file is not None,
+            "file": gguf_file,
+            "modelfile": files.get("Modelfile"),
+            "proof": (job.metrics or {}).get("gguf_proof"),
+            "llama_cpp": export.get("llama_cpp") or {},
+            "error": job.error,
+        }
+    return [latest[key] for key in gguf_export.OUTPUT_TYPES if key in latest]
+
+
+def gguf_download(model: CatalogModel, owner: Any, output_type: str, name: str) -> tuple[str, dict[str, Any]]:
+    """The storage prefix and entry of a proven export's GGUF (name "gguf") or Modelfile; Http404 otherwise."""
+    from django.http import Http404
+
+    for export in gguf_exports(model):
+        if export["type"] == output_type and export["offered"] and export["job"].owner_id == getattr(owner, "pk", None):
+            entry = export["file"] if name == "gguf" else export["modelfile"] if name == "Modelfile" else None
+            if entry is not None:
+                return export["job"].summary["gguf"]["prefix"], entry
+    raise Http404
+
+
 # --- the deployment table: measured costs of the three ways to run a derived model -------------------
 
 
@@ -450,10 +579,18 @@ def deployment_table(model: CatalogModel) -> dict[str, Any]:
     """What the page shows: the measured rows, or the state of the measurement."""
     if not model.is_derived:
         return {}
-    return model.deployment or {"status": "not measured"}
+    exports = gguf_exports(model)
+    # The GGUF rows (the fourth way) are the proven exports; refused ones show only in the export section.
+    return {**(model.deployment or {"status": "not measured"}), "gguf": exports,
+            "gguf_offered": any(export["offered"] for export in exports)}
 
 
 # --- imports from the browser: a base model (zip or GGUF) or an external adapter zip ---------------
+
+
+def kept_bytes(folder: Path) -> int:
+    """What storing the folder takes: the files store_folder keeps."""
+    return sum((folder / relative).stat().st_size for relative in model_files.kept_files(folder))
 
 
 def save_upload(upload: Any, target: Path) -> Path:
@@ -464,7 +601,7 @@ def save_upload(upload: Any, target: Path) -> Path:
         for chunk in upload.chunks():
             written += len(chunk)
             if written > limit:
-                raise LayercakeError(f"The upload is larger than {settings.LAYERCAKE_MAX_UPLOAD_MB} MB.", status=413)
+                raise UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB)
             sink.write(chunk)
     return target
 
@@ -527,6 +664,7 @@ def import_upload(upload: Any, *, kind: str, name: str, owner: Any, base: Catalo
         scratch = Path(scratch_name)
         is_gguf = str(upload.name).lower().endswith(".gguf")
         received = save_upload(upload, scratch / ("upload.gguf" if is_gguf else "upload.zip"))
+        quota.check_room(owner, received.stat().st_size, "This model")  # the streamed size, before unpacking it
         label = Path(str(upload.name)).name[:200]
         if kind == Kind.BASE:
             if is_gguf:
@@ -536,12 +674,14 @@ def import_upload(upload: Any, *, kind: str, name: str, owner: Any, base: Catalo
                 folder = converted_gguf_folder(received)
             else:
                 folder = archives.extract_model_zip(received, scratch / "model", max_bytes)
+            quota.check_room(owner, kept_bytes(folder), "This model, unpacked,")
             return register_base_model(folder, name=name or Path(label).stem, source=f"upload {label} by {owner}", owner=owner)
         if kind != Kind.ADAPTER or base is None:
             raise LayercakeError("An adapter import needs the base model it was trained on.")
         if is_gguf:
             raise LayercakeError("An adapter is imported as a zip of its save_pretrained folder, not as GGUF.")
         folder = archives.extract_model_zip(received, scratch / "adapter", max_bytes)
+        quota.check_room(owner, kept_bytes(folder), "This adapter, unpacked,")
         check_adapter_matches_base(folder, base)
         task = loading.task_of_folder(folder)
         return register_derived_model(
@@ -574,6 +714,66 @@ def rename_model(model: CatalogModel, name: Any) -> CatalogModel:
     CatalogModel.objects.filter(pk=model.pk).update(name=model.name)
     logger.info("renamed model %s to %r", model.id, model.name)
     return model
+
+
+# --- deleting ------------------------------------------------------------------------------------
+
+
+class ModelInUse(LayercakeError):
+    """409: a job that has not finished, or a model derived from it, depends on the model."""
+
+
+def dependants_of(model: CatalogModel) -> list[RowError]:
+    """What stops `model` from being deleted: unfinished jobs that use or make it, and models derived from it."""
+    from jobs.models import Job
+
+    found = []
+    for job in Job.objects.active().filter(Q(base_model=model) | Q(result_model=model)).order_by("created_at"):
+        role = "uses it as its base" if job.base_model_id == model.pk else "made it"
+        what = "merge job" if job.kind == "merge" else f"{job.method} job"
+        found.append(RowError(None, "job", f"{what} {str(job.pk)[:8]} ({job.status}) {role}: wait for it or cancel it"))
+    for child in model.children.order_by("created_at"):
+        label = child.name if child.owner_id == model.owner_id else "a model of another user"
+        found.append(RowError(None, "model", f"{label} ({child.get_kind_display().lower()}) is derived from it: delete it first"))
+    return found
+
+
+def delete_model(model: CatalogModel) -> None:
+    """Delete a model: refused (409, naming what depends on it) while an unfinished job or a derived model
+    needs it. The row goes in a transaction; its stored files, local cache and resident playground copies
+    after commit, so a refusal or a rollback leaves every file in place. Finished jobs keep their history."""
+    with transaction.atomic():
+        # Locked: a job submitted on it meanwhile waits for this transaction, then finds it gone.
+        locked = CatalogModel.objects.select_for_update().filter(pk=model.pk).first()
+        if locked is None:
+            return
+        dependants = dependants_of(locked)
+        if dependants:
+            raise ModelInUse(
+                f"{locked.name} cannot be deleted while {len(dependants)} thing(s) depend on it: "
+                + "; ".join(problem.message for problem in dependants) + ".",
+                dependants,
+                status=409,
+            )
+        prefix, files, model_id = locked.storage_prefix, list(locked.files), str(locked.pk)
+        locked.delete()
+        transaction.on_commit(lambda: remove_model_files(model_id, prefix, files), robust=True)
+    logger.info("deleted model %s (%s)", model.name, model_id)
+
+
+def remove_model_files(model_id: str, prefix: str, files: list[dict[str, Any]]) -> None:
+    """A deleted model's files in storage, its local cache and its resident copies; files already gone are fine."""
+    delete_stored_files(prefix, files)
+    for name in stored_names(prefix):  # whatever else was written under its folder (exports, say)
+        default_storage.delete(name)
+    try:
+        shutil.rmtree(default_storage.path(prefix), ignore_errors=True)
+    except NotImplementedError:
+        pass
+    shutil.rmtree(settings.LAYERCAKE_CACHE / "models" / model_id, ignore_errors=True)
+    from webapp.playground.services import forget_resident
+
+    forget_resident(model_id)
 
 
 # --- what the pages show ---------------------------------------------------------------------------

@@ -1,18 +1,21 @@
-"""Catalog pages: the model tree, one model's page, downloads, merge, the deployment table, imports."""
+"""Catalog pages: the model tree, one model's page, downloads, merge, the deployment table, imports, deletion."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_http_methods, require_POST
 
-from webapp.catalog import downloads, services
+from webapp.catalog import downloads, gguf_export, services
 from webapp.catalog.forms import ImportForm
 from webapp.catalog.models import CatalogModel
+from webapp.datasets.uploads import BodyLimits
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
 
@@ -28,12 +31,15 @@ def detail_context(request: HttpRequest, model: CatalogModel) -> dict[str, Any]:
         "lineage": model.lineage(),
         "children": model.children.visible_to(request.user),  # type: ignore[attr-defined]
         "can_rename": model.owner_id == request.user.pk,
+        "can_delete": model.owner_id == request.user.pk,
         "metric_rows": services.metric_rows(model.metrics),
         "merge_proof": (model.metrics or {}).get("merge_proof"),
         "card": services.model_card_text(model, downloads.site_root(request)),
         "adapter_summary": services.adapter_summary(model),
         "origin": services.origin_of(model),
         "deployment": services.deployment_table(model),
+        "can_export": model.owner_id == request.user.pk and model.is_derived,
+        "gguf_types": gguf_export.OUTPUT_TYPES,
     }
 
 
@@ -79,6 +85,26 @@ def merge(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @require_POST
+def export(request: HttpRequest, pk: str) -> HttpResponse:
+    model = owned_or_404(CatalogModel, request.user, pk)
+    try:
+        job = services.start_export(model, request.user, request.POST.get("type", ""))
+    except LayercakeError as error:
+        messages.error(request, error.message)
+        return redirect("catalog:detail", pk=model.pk)
+    messages.success(request, "Exporting: a job writes the GGUF and its Ollama Modelfile, then proves it answers like the model.")
+    try:
+        return redirect(reverse("jobs:detail", args=[job.pk]))
+    except NoReverseMatch:
+        return redirect("catalog:detail", pk=model.pk)
+
+
+def download_gguf(request: HttpRequest, pk: str, output_type: str, name: str = "gguf") -> StreamingHttpResponse:
+    model = owned_or_404(CatalogModel, request.user, pk)
+    return downloads.stored_file_response(*services.gguf_download(model, request.user, output_type, name))
+
+
+@require_POST
 def profile(request: HttpRequest, pk: str) -> HttpResponse:
     model = owned_or_404(CatalogModel, request.user, pk)
     try:
@@ -94,19 +120,61 @@ def deployment_partial(request: HttpRequest, pk: str) -> HttpResponse:
     return render(request, "catalog/_deployment.html", {"model": model, "deployment": services.deployment_table(model)})
 
 
+def _import_page(request: HttpRequest, form: ImportForm, problem: LayercakeError | None = None) -> HttpResponse:
+    context = {"form": form, "max_upload_mb": settings.LAYERCAKE_MAX_UPLOAD_MB, "import_error": problem}
+    status = problem.status if problem is not None else (400 if form.errors else 200)
+    return render(request, "catalog/import.html", context, status=status)
+
+
+# As the dataset upload: the size limits go in before anything reads the body, and CSRF checking reads
+# it, so the view is exempted and protected again inside once the limits are in place.
+@csrf_exempt
 def import_model(request: HttpRequest) -> HttpResponse:
-    form = ImportForm(request.POST or None, request.FILES or None, user=request.user)
-    if request.method == "POST" and form.is_valid():
+    if request.method != "POST":
+        return _import_page(request, ImportForm(user=request.user))
+    try:
+        limits = BodyLimits.install(request, request.user)  # upload limit and quota, on the declared size
+    except LayercakeError as problem:
+        return _import_page(request, ImportForm(user=request.user), problem)
+    return _import(request, limits)
+
+
+@csrf_protect
+def _import(request: HttpRequest, limits: BodyLimits) -> HttpResponse:
+    form = ImportForm(request.POST, request.FILES, user=request.user)
+    try:
+        limits.check_streamed()
+    except LayercakeError as problem:
+        return _import_page(request, ImportForm(user=request.user), problem)
+    if not form.is_valid():
+        return _import_page(request, form)
+    try:
+        model = services.import_upload(
+            form.cleaned_data["file"], kind=form.cleaned_data["kind"], name=form.cleaned_data["name"],
+            owner=request.user, base=form.cleaned_data.get("base"),
+        )
+    except LayercakeError as error:
+        if error.status == 413:  # too large, or over the quota: said above the form, with where to look
+            return _import_page(request, form, error)
+        form.add_error("file", error.message)
+        for detail in error.details:
+            form.add_error(None, str(detail))
+        return _import_page(request, form)
+    messages.success(request, f"Imported {model.name}.")
+    return redirect("catalog:detail", pk=model.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest, pk: str) -> HttpResponse:
+    """GET: what deleting removes, or what stops it; POST: delete. Owner only: shared bases are nobody's to delete."""
+    model = owned_or_404(CatalogModel.objects.owned_by(request.user), request.user, pk)
+    if request.method == "POST":
+        name = model.name
         try:
-            model = services.import_upload(
-                form.cleaned_data["file"], kind=form.cleaned_data["kind"], name=form.cleaned_data["name"],
-                owner=request.user, base=form.cleaned_data.get("base"),
-            )
+            services.delete_model(model)
         except LayercakeError as error:
-            form.add_error("file", error.message)
-            for detail in error.details:
-                form.add_error(None, str(detail))
-        else:
-            messages.success(request, f"Imported {model.name}.")
-            return redirect("catalog:detail", pk=model.pk)
-    return render(request, "catalog/import.html", {"form": form}, status=400 if form.errors else 200)
+            context = {"model": model, "dependants": error.details, "delete_error": error.message}
+            return render(request, "catalog/delete.html", context, status=error.status)
+        messages.success(request, f"Deleted {name} and its files.")
+        return redirect("catalog:list")
+    return render(request, "catalog/delete.html", {"model": model, "dependants": services.dependants_of(model)})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -18,7 +17,7 @@ from webapp.catalog.models import CatalogModel
 from webapp.datasets import services
 from webapp.datasets.models import Dataset
 from webapp.datasets.serializers import DatasetSerializer, SettingsSerializer, UploadSerializer
-from webapp.datasets.uploads import SizeLimitUploadHandler, declared_too_large, install_size_limit
+from webapp.datasets.uploads import BodyLimits
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
 
@@ -35,12 +34,12 @@ def chosen_model(user: Any, model_id: Any) -> CatalogModel | None:
 class DatasetList(APIView):
     serializer_class = DatasetSerializer
     parser_classes = [MultiPartParser, FormParser]
-    size_limit: SizeLimitUploadHandler | None = None
+    body_limits: BodyLimits | None = None
 
     def initialize_request(self, request: Any, *args: Any, **kwargs: Any) -> Request:
         # Before anything reads the body: the limit must see every chunk as it streams in.
         if request.method == "POST":
-            self.size_limit = install_size_limit(request, services.max_upload_bytes())
+            self.body_limits = BodyLimits(request)
         return super().initialize_request(request, *args, **kwargs)
 
     @extend_schema(responses=DatasetSerializer(many=True), parameters=LIST_PAGE_PARAMETERS)
@@ -53,12 +52,10 @@ class DatasetList(APIView):
 
     @extend_schema(request=UploadSerializer, responses={201: DatasetSerializer})
     def post(self, request: Request) -> Response:
-        limit = services.max_upload_bytes()
-        if declared_too_large(request._request, limit):
-            raise services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB)
+        assert self.body_limits is not None
+        self.body_limits.check_declared(request.user)  # authenticated now, and the body is still unread
         upload = request.FILES.get("file")
-        if self.size_limit is not None and self.size_limit.exceeded:
-            raise services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB)
+        self.body_limits.check_streamed()
         fields = UploadSerializer(data=request.data)
         fields.is_valid(raise_exception=True)
         values = fields.validated_data

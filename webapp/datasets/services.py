@@ -23,13 +23,15 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from webapp.accounts import quota
 from webapp.datasets import profiling
 from webapp.datasets.checking import CheckOptions, check_file
 from webapp.datasets.layout import SNIFF_BYTES, ReadChoice, sniff_layout
 from webapp.datasets.models import Dataset, Status
 from webapp.datasets.shapes import EXPECTED_COLUMNS, TASKS
+from webapp.datasets.uploads import UploadTooLarge, max_upload_bytes
 from webapp.lib.errors import LayercakeError, RowError
-from webapp.lib.storage import local_path
+from webapp.lib.storage import local_path, stored_names
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +43,6 @@ MAX_LENGTH_RANGE = (16, 131_072)
 DEFAULT_MAX_LENGTH = 1024
 # Where model configs say how many positions the model reads (T5's relative positions have no limit).
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
-
-
-class UploadTooLarge(LayercakeError):
-    def __init__(self, limit_mb: int) -> None:
-        super().__init__(f"The file is larger than the {limit_mb} MB upload limit: split it or ask for a higher limit.", status=413)
-
-
-def max_upload_bytes() -> int:
-    return int(settings.LAYERCAKE_MAX_UPLOAD_MB) * 1024 * 1024
 
 
 def display_name(filename: str) -> str:
@@ -146,6 +139,8 @@ def ingest(
     mapping = {key: value for key, value in (mapping or {}).items() if value}
     max_length = fitting_max_length(max_length, profile_model)
     _check_settings(task, validation_fraction, max_length, mapping)
+    incoming = (upload.size or 0) + ((validation_upload.size or 0) if validation_upload is not None else 0)
+    quota.check_room(owner, incoming)  # again on the streamed size: the declared one may have lied
     dataset_id = uuid.uuid4()
     prefix = f"datasets/{dataset_id}"
     stored: list[str] = []
@@ -448,21 +443,10 @@ def local_normalized_files(dataset: Dataset) -> dict[str, Path]:
     return paths
 
 
-def _stored_names(prefix: str) -> list[str]:
-    try:
-        folders, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, NotImplementedError):
-        return []
-    names = [f"{prefix}/{file}" for file in files]
-    for folder in folders:
-        names += _stored_names(f"{prefix}/{folder}")
-    return names
-
-
 def delete_dataset(dataset: Dataset) -> None:
     """Remove the row and every file under datasets/<uuid>/ (and the worker cache of it)."""
     prefix, dataset_id = dataset.storage_prefix, str(dataset.pk)
-    names = set(_stored_names(prefix)) | {dataset.source_file, dataset.validation_source_file}
+    names = set(stored_names(prefix)) | {dataset.source_file, dataset.validation_source_file}
     names |= set(dict(dataset.normalized).values())
     dataset.delete()
     for name in names - {""}:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -16,7 +14,7 @@ from webapp.datasets import services
 from webapp.datasets.forms import SettingsForm, UploadForm
 from webapp.datasets.models import Dataset
 from webapp.datasets.presenting import mapping_rows, profile_context
-from webapp.datasets.uploads import declared_too_large, install_size_limit
+from webapp.datasets.uploads import BodyLimits
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
 
@@ -26,9 +24,10 @@ def dataset_list(request: HttpRequest) -> HttpResponse:
     return _list_page(request, UploadForm(user=request.user))
 
 
-def _list_page(request: HttpRequest, form: UploadForm, status: int = 200, error: str = "") -> HttpResponse:
+def _list_page(request: HttpRequest, form: UploadForm, status: int = 200, error: str = "", help_url: str = "") -> HttpResponse:
     datasets = Dataset.objects.for_user(request.user)
-    context = {"datasets": datasets, "form": form, "max_upload_mb": settings.LAYERCAKE_MAX_UPLOAD_MB, "upload_error": error}
+    context = {"datasets": datasets, "form": form, "max_upload_mb": settings.LAYERCAKE_MAX_UPLOAD_MB, "upload_error": error,
+               "upload_help_url": help_url}
     return render(request, "datasets/list.html", context, status=status)
 
 
@@ -42,7 +41,10 @@ def _refuse(request: HttpRequest, problem: LayercakeError, form: UploadForm | No
         return JsonResponse({"error": problem.message, "details": details}, status=problem.status)
     if form is None or not form.is_bound:
         # Refused before the body was read (too large): there is no bound form to attach the error to.
-        return _list_page(request, UploadForm(user=request.user), status=problem.status, error=problem.message)
+        return _list_page(request, UploadForm(user=request.user), status=problem.status, error=problem.message,
+                          help_url=getattr(problem, "help_url", ""))
+    if getattr(problem, "help_url", ""):  # over the quota: the bound form cannot carry the link, the page can
+        return _list_page(request, form, status=problem.status, error=problem.message, help_url=problem.help_url)  # type: ignore[attr-defined]
     form.add_error(None, problem.message)
     return _list_page(request, form, status=problem.status)
 
@@ -53,18 +55,20 @@ def _refuse(request: HttpRequest, problem: LayercakeError, form: UploadForm | No
 @csrf_exempt
 @require_POST
 def dataset_upload(request: HttpRequest) -> HttpResponse:
-    limit = services.max_upload_bytes()
-    if declared_too_large(request, limit):
-        return _refuse(request, services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB))
-    size_limit = install_size_limit(request, limit)
-    return _upload(request, size_limit)
+    try:
+        limits = BodyLimits.install(request, request.user)  # upload limit and quota, on the declared size
+    except LayercakeError as problem:
+        return _refuse(request, problem)
+    return _upload(request, limits)
 
 
 @csrf_protect
-def _upload(request: HttpRequest, size_limit: Any) -> HttpResponse:
+def _upload(request: HttpRequest, limits: BodyLimits) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES, user=request.user)
-    if size_limit.exceeded:
-        return _refuse(request, services.UploadTooLarge(settings.LAYERCAKE_MAX_UPLOAD_MB))
+    try:
+        limits.check_streamed()
+    except LayercakeError as too_much:
+        return _refuse(request, too_much)
     if not form.is_valid():
         field, messages_of_field = next(iter(form.errors.items()))
         message = str(messages_of_field[0])

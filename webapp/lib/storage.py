@@ -21,3 +21,15 @@ def local_path(name: str, download_to: Path) -> Path:
             shutil.copyfileobj(source, sink, 1 << 20)
         partial.replace(download_to)
     return download_to
+
+
+def stored_names(prefix: str) -> list[str]:
+    """Every file name stored under `prefix`, recursively; none when the folder does not exist."""
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, NotADirectoryError, NotImplementedError):
+        return []
+    names = [f"{prefix}/{name}" for name in files]
+    for folder in folders:
+        names += stored_names(f"{prefix}/{folder}")
+    return names

@@ -190,5 +190,27 @@ class ResidentModels:
                 return
             yield Served(group.model, group.tokenizer, group.task, mode, seconds)
 
+    def forget(self, key: str) -> bool:
+        """Drop a deleted catalog model: its own group (a base, full or merged model), or its adapter in a base's group."""
+        with self.lock:
+            self.group_keys.pop(key, None)
+            dropped = [group_key for group_key in self.groups if group_key.split("|", 1)[0] == key]
+            for group_key in dropped:
+                del self.groups[group_key]
+            for group_key, group in list(self.groups.items()):
+                name = group.adapters.pop(key, None)
+                if name is None:
+                    continue
+                try:
+                    group.model.delete_adapter(name)
+                except Exception:  # peft refused (its last adapter, say): the whole group goes instead
+                    logger.warning("dropping %s: adapter %s would not unload", group_key, key, exc_info=True)
+                    del self.groups[group_key]
+                dropped.append(f"{group_key}:{key}")
+            if dropped:
+                logger.info("forgot deleted model %s: %s", key, ", ".join(dropped))
+                gc.collect()
+            return bool(dropped)
+
     def resident(self) -> dict[str, list[str]]:
         return {key: list(group.adapters) for key, group in self.groups.items()}

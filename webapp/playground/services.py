@@ -38,6 +38,17 @@ def resident_models() -> ResidentModels:
     return _resident
 
 
+def forget_resident(model_id: str) -> None:
+    """Ask the inference worker to drop a deleted model's resident copy. Best effort: a run never serves a
+    deleted model (its row is gone), and the pool's least-recently-used eviction would drop it in time."""
+    from webapp.playground.tasks import forget_model
+
+    try:
+        forget_model.apply_async(args=[model_id], queue=INFERENCE_QUEUE)
+    except Exception:  # the broker is down: the copy only costs memory until it is evicted
+        logger.warning("could not ask the inference worker to forget model %s", model_id, exc_info=True)
+
+
 def playground_models(user: Any) -> list[CatalogModel]:
     return list(CatalogModel.objects.visible_to(user).order_by("created_at"))
 

@@ -15,3 +15,9 @@ def answer_run(run_id: str) -> str:
     run = PlaygroundRun.objects.get(pk=run_id)
     services.serve_run(run, services.resident_models())
     return run.status
+
+
+@shared_task(acks_late=False)
+def forget_model(model_id: str) -> bool:
+    """A catalog model was deleted: drop its resident copy from this worker's pool."""
+    return services.resident_models().forget(model_id)
