@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils import timezone
+
 from jobs.models import Job, JobEvent, Status
 
 MAX_POINTS = 400
@@ -283,11 +285,22 @@ def main_metric(metrics: dict[str, Any]) -> MainMetric | None:
 
 
 def percent_done(job: Job) -> int:
+    """How far the whole run is: by time over every phase while it runs and has an ETA, else by steps.
+
+    Steps alone read 100% through the final evaluation and the saving; a running job never shows 100%.
+    """
     if job.status == Status.SUCCEEDED:
         return 100
     progress = job.progress or {}
     total = progress.get("total_steps") or 0
-    return int(100 * (progress.get("step") or 0) / total) if total else 0
+    by_steps = int(100 * (progress.get("step") or 0) / total) if total else 0
+    if job.status != Status.RUNNING:
+        return by_steps
+    eta = progress.get("eta_seconds")
+    if eta is not None and job.started_at is not None:
+        elapsed = max((timezone.now() - job.started_at).total_seconds(), 0.0)
+        return min(99, int(100 * elapsed / max(elapsed + eta, 1.0)))
+    return min(99, by_steps)
 
 
 def describe_duration(seconds: float | None) -> str:

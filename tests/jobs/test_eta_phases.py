@@ -113,3 +113,25 @@ def test_a_slow_first_evaluation_batch_does_not_set_the_rate() -> None:
     clock.now += 2
     phases.enter("evaluating_base", 2, 4, None)
     assert phases.eval_batch_seconds == pytest.approx(2)
+
+
+def test_the_progress_bar_follows_every_phase_not_only_the_steps(alice, tiny_lm, sft_data):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import charts, services
+    from jobs.models import Job
+
+    job = services.create_job(services.plan_job(alice, tiny_lm.id, [sft_data.id], "lora"), send=False)
+    job.start("w")
+    # Every step trained, the final evaluation under way: 90 s spent, 30 s left.
+    Job.objects.filter(pk=job.pk).update(
+        started_at=timezone.now() - timedelta(seconds=90),
+        progress={"step": 10, "total_steps": 10, "phase": "evaluating", "eta_seconds": 30},
+    )
+    job.refresh_from_db()
+    assert 74 <= charts.percent_done(job) <= 76
+    Job.objects.filter(pk=job.pk).update(progress={"step": 10, "total_steps": 10, "eta_seconds": None})
+    job.refresh_from_db()
+    assert charts.percent_done(job) == 99  # all steps done, but not finished
