@@ -102,18 +102,18 @@ def check_combination(task: str, method: str, config: PretrainedConfig, device: 
 def load_config(base_model_dir: Path) -> PretrainedConfig:
     if not (Path(base_model_dir) / "config.json").exists():
         raise SpecError(f"The base model folder {base_model_dir} holds no config.json.")
-    return AutoConfig.from_pretrained(base_model_dir)
+    return AutoConfig.from_pretrained(base_model_dir, trust_remote_code=False)
 
 
 def load_tokenizer(base_model_dir: Path, task: str) -> Any:
     """The base's tokenizer with a pad token; right padding for training, as Trainer's collators expect."""
-    tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base_model_dir, trust_remote_code=False)
     if tokenizer.pad_token is None:
         # Causal LMs often ship without a pad token; the EOS token is the usual stand-in (masked from the loss).
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if task == "token_classification" and getattr(tokenizer, "add_prefix_space", None) is False:
         # Byte-level BPE needs a leading space per word to tokenize pre-split words as it would in running text.
-        tokenizer = AutoTokenizer.from_pretrained(base_model_dir, add_prefix_space=True)
+        tokenizer = AutoTokenizer.from_pretrained(base_model_dir, add_prefix_space=True, trust_remote_code=False)
         tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
@@ -137,7 +137,7 @@ def load_model(
     labels: list[str] | None = None,
 ) -> PreTrainedModel:
     """The base model with the task's head (new and randomly initialised for classifiers), stored as `execution` says."""
-    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False}
+    kwargs: dict[str, Any] = {"use_safetensors": True}
     if labels is not None:
         kwargs["num_labels"] = len(labels)
         kwargs["id2label"] = dict(enumerate(labels))
@@ -159,7 +159,9 @@ def load_model(
     if execution.attention != "sdpa":
         # SDPA is transformers' default wherever the architecture supports it (eager elsewhere).
         kwargs["attn_implementation"] = execution.attention
-    model, loading_info = _MODEL_CLASS[task].from_pretrained(base_model_dir, output_loading_info=True, **kwargs)
+    model, loading_info = _MODEL_CLASS[task].from_pretrained(
+        base_model_dir, output_loading_info=True, trust_remote_code=False, **kwargs
+    )
     # Weights the base checkpoint lacks (the new head, sometimes a pooler) are random: an adapter must carry them,
     # or every later load of base + adapter would draw different ones.
     model.newly_initialized_modules = sorted({key.rsplit(".", 1)[0] for key in loading_info["missing_keys"]})

@@ -174,8 +174,8 @@ def write_gguf(model_dir: Path, out_file: Path, output_type: str, name: str) -> 
     config_json = json.loads((model_dir / "config.json").read_text())
     recipe = check_exportable(config_json)
     tokenizer_json = check_tokenizer(model_dir)
-    config = AutoConfig.from_pretrained(model_dir)  # no remote code: only transformers' own architectures pass above
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)  # no remote code: only transformers' own architectures pass above
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     arch = next(key for key, value in gguf.MODEL_ARCH_NAMES.items() if value == recipe["arch"])
     layers = int(config.num_hidden_layers)
     heads, kv_heads = int(config.num_attention_heads), int(config.num_key_value_heads or config.num_attention_heads)
@@ -354,7 +354,7 @@ def load_gguf(folder: Path, name: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, trust_remote_code=False)
     return model.eval()
 
 
@@ -362,7 +362,7 @@ def tokenizer_agrees(source_tokenizer: Any, folder: Path, name: str, prompts: li
     """The tokenizer rebuilt from the GGUF's metadata gives the same ids on the chat-formatted prompts."""
     from transformers import AutoTokenizer
 
-    rebuilt = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    rebuilt = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
     rows = []
     for prompt in prompts:
         text = loading.chat_inputs(source_tokenizer, prompt)["input_ids"][0].tolist()

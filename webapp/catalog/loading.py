@@ -74,7 +74,7 @@ def load_tokenizer(folder: Path, fallback: Path | None = None) -> Any:
     from transformers import AutoTokenizer
 
     source = folder if (folder / "tokenizer_config.json").exists() or fallback is None else fallback
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
@@ -85,7 +85,7 @@ def load_plain(folder: Path, task: str | None = None) -> Any:
     import torch
 
     task = task or task_of_folder(folder)
-    model = auto_class(task).from_pretrained(folder, use_safetensors=True, dtype=torch.float32)
+    model = auto_class(task).from_pretrained(folder, use_safetensors=True, dtype=torch.float32, trust_remote_code=False)
     return model.eval()
 
 
@@ -93,7 +93,7 @@ def head_config(adapter_dir: Path, base_dir: Path) -> Any:
     """A classifier adapter saves config.json with num_labels and id2label; the base's config does not know them."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(adapter_dir if (adapter_dir / "config.json").exists() else base_dir)
+    return AutoConfig.from_pretrained(adapter_dir if (adapter_dir / "config.json").exists() else base_dir, trust_remote_code=False)
 
 
 def head_signature(adapter_dir: Path) -> str:
@@ -115,7 +115,7 @@ def load_base_for_adapter(adapter_dir: Path, base_dir: Path) -> Any:
     kwargs: dict[str, Any] = {"use_safetensors": True, "dtype": torch.float32}
     if task in CLASSIFIER_TASKS:
         kwargs["config"] = head_config(adapter_dir, base_dir)
-    return auto_class(task).from_pretrained(base_dir, **kwargs).eval()
+    return auto_class(task).from_pretrained(base_dir, trust_remote_code=False, **kwargs).eval()
 
 
 def attach_adapter(base: Any, adapter_dir: Path, adapter_name: str = "default") -> Any:
