@@ -8,7 +8,6 @@ from typing import Any, Protocol
 
 TASKS = ("sft", "text", "classification", "token_classification", "seq2seq")
 METHODS = ("full", "freeze", "lora", "qlora", "prompt_tuning", "head")
-DEVICES = ("auto", "cpu", "cuda")
 PRESETS = ("quick", "balanced", "thorough")
 
 # Which methods make sense for which task. prompt_tuning is kept to causal LMs (peft supports more,
@@ -32,10 +31,6 @@ class SpecError(ValueError):
     def __init__(self, messages: list[str] | str) -> None:
         self.messages = [messages] if isinstance(messages, str) else list(messages)
         super().__init__("; ".join(self.messages))
-
-
-class TrainingCancelled(Exception):
-    """Raised by callers that prefer an exception to `TrainingResult.stopped`; the engine itself returns."""
 
 
 @dataclass

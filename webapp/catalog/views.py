@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -78,10 +77,7 @@ def merge(request: HttpRequest, pk: str) -> HttpResponse:
         messages.error(request, error.message)
         return redirect("catalog:detail", pk=model.pk)
     messages.success(request, "Merging: a job makes a full model from this adapter and proves it answers the same.")
-    try:
-        return redirect(reverse("jobs:detail", args=[job.pk]))
-    except NoReverseMatch:
-        return redirect("catalog:detail", pk=model.pk)
+    return redirect("jobs:detail", pk=job.pk)
 
 
 @require_POST
@@ -93,10 +89,7 @@ def export(request: HttpRequest, pk: str) -> HttpResponse:
         messages.error(request, error.message)
         return redirect("catalog:detail", pk=model.pk)
     messages.success(request, "Exporting: a job writes the GGUF and its Ollama Modelfile, then proves it answers like the model.")
-    try:
-        return redirect(reverse("jobs:detail", args=[job.pk]))
-    except NoReverseMatch:
-        return redirect("catalog:detail", pk=model.pk)
+    return redirect("jobs:detail", pk=job.pk)
 
 
 def download_gguf(request: HttpRequest, pk: str, output_type: str, name: str = "gguf") -> StreamingHttpResponse:

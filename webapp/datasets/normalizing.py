@@ -27,7 +27,6 @@ CANONICAL_SCHEMAS: dict[str, pa.Schema] = {
     "token_classification": pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string()))]),
     "seq2seq": pa.schema([("source", pa.string()), ("target", pa.string())]),
 }
-SPLITS = ("train", "validation")
 # ShareGPT (LLaMA-Factory) turns are {from, value}; its role names, as the OpenAI format names them.
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
 # Tool calling cannot be trained yet: these turns are refused, never dropped or renamed.
