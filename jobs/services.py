@@ -33,6 +33,7 @@ from webapp.accounts import quota
 from webapp.catalog.models import CatalogModel
 from webapp.datasets.models import Dataset
 from webapp.datasets.models import Status as DatasetStatus
+from webapp.lib.background import send_after_commit
 from webapp.lib.errors import LayercakeError, RowError
 
 logger = logging.getLogger(__name__)
@@ -361,13 +362,15 @@ def submitted_job(owner: Any, submit_token: str | None) -> Job | None:
 
 
 def enqueue(job: Job) -> None:
-    """Send the job's task after commit, with its task id stored on the row first."""
+    """Send the job's task after commit, with its task id stored on the row.
+
+    A broker failure leaves the job waiting: `resend_waiting_jobs` sends it again once the broker is back
+    (a job keeps its place in its queue; failing it would throw that away).
+    """
     from jobs.tasks import run_job
 
-    task_id = str(uuid.uuid4())
-    job.record_task_id(task_id)
+    job.record_task_id(send_after_commit(run_job, [str(job.pk)], queue=job.queue))
     Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
-    transaction.on_commit(lambda: run_job.apply_async(args=[str(job.pk)], queue=job.queue, task_id=task_id))
 
 
 def submit_merge(model: CatalogModel, owner: Any) -> Job:

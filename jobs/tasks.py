@@ -12,6 +12,9 @@ from django.utils import timezone
 from jobs import runner, services
 from jobs.models import FailureReason, Job, Status
 from jobs.worker_registry import set_current_job
+from webapp.catalog.services import recover_stuck_profiles
+from webapp.datasets.services import recover_stuck_checks
+from webapp.playground.services import recover_stuck_runs
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,16 @@ def run_job(self: Task, job_id: str) -> None:
 
 @shared_task
 def check_jobs() -> None:
-    """Periodic (celery beat): re-queue jobs whose worker vanished, re-send waiting jobs whose message was lost."""
+    """Periodic (celery beat): the database is the source of truth for all background work.
+
+    Re-queue jobs whose worker vanished and re-send waiting jobs whose message was lost; likewise dataset
+    checks, playground runs and deployment profiles, each recovered by its own app's services.
+    """
     recovered = services.recover_stale_jobs()
     resent = services.resend_waiting_jobs()
     if recovered or resent:
         logger.info("check_jobs: %d re-queued, %d re-sent", len(recovered), len(resent))
+    for recover in (recover_stuck_checks, recover_stuck_runs, recover_stuck_profiles):
+        handled = recover()
+        if handled:
+            logger.info("check_jobs: %s handled %d", recover.__name__, len(handled))

@@ -328,6 +328,17 @@ LAYERCAKE_STALE_JOB_SECONDS = int(os.environ.get("LAYERCAKE_STALE_JOB_SECONDS", 
 LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS", "60"))
 LAYERCAKE_MAX_ATTEMPTS = int(os.environ.get("LAYERCAKE_MAX_ATTEMPTS", "3"))
 LAYERCAKE_RESEND_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_RESEND_AFTER_SECONDS", "600"))
+# The same check recovers the other background work (webapp.lib.background sends it all): a dataset check,
+# playground run or deployment profile gets LAYERCAKE_MAX_SENDS messages, then ends with a reason. A check
+# still `validating` past the task's hard time limit (3720 s) lost its worker. A playground run still queued
+# LAYERCAKE_PLAYGROUND_RESEND_AFTER_SECONDS after its message is re-sent; one running for
+# LAYERCAKE_PLAYGROUND_STUCK_SECONDS lost its inference worker and fails. A profile measuring for
+# LAYERCAKE_PROFILE_STUCK_SECONDS lost its worker.
+LAYERCAKE_MAX_SENDS = int(os.environ.get("LAYERCAKE_MAX_SENDS", "3"))
+LAYERCAKE_CHECK_STUCK_SECONDS = int(os.environ.get("LAYERCAKE_CHECK_STUCK_SECONDS", "3900"))
+LAYERCAKE_PLAYGROUND_RESEND_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_PLAYGROUND_RESEND_AFTER_SECONDS", "60"))
+LAYERCAKE_PLAYGROUND_STUCK_SECONDS = int(os.environ.get("LAYERCAKE_PLAYGROUND_STUCK_SECONDS", "600"))
+LAYERCAKE_PROFILE_STUCK_SECONDS = int(os.environ.get("LAYERCAKE_PROFILE_STUCK_SECONDS", "3600"))
 # Measure the deployment table (three ways to run it) for every new derived model on a cpu worker.
 LAYERCAKE_PROFILE_DERIVED_MODELS = env_bool("LAYERCAKE_PROFILE_DERIVED_MODELS", True)
 # The playground's inference worker keeps this many base models, and this many adapters over them, loaded.

@@ -45,7 +45,7 @@ def test_registering_a_derived_model_queues_its_profile_after_commit(causal_base
 
     settings.LAYERCAKE_PROFILE_DERIVED_MODELS = True
     sent: list[str] = []
-    monkeypatch.setattr(tasks.profile_deployment, "delay", sent.append)
+    monkeypatch.setattr(tasks.profile_deployment, "apply_async", lambda args, queue, task_id: sent.extend(args))
     with django_capture_on_commit_callbacks(execute=True):
         adapter = services.register_derived_model(causal_adapter_dir, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
     assert sent == [str(adapter.id)]

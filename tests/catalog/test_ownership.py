@@ -41,7 +41,7 @@ def test_pages_are_404_for_an_outsider(client, charlie, alices_causal_adapter, m
 def test_the_owner_is_not_refused(api_alice, alices_causal_adapter, method, url, monkeypatch):
     from webapp.catalog import tasks
 
-    monkeypatch.setattr(tasks.profile_deployment, "delay", lambda *args: None)
+    monkeypatch.setattr(tasks.profile_deployment, "apply_async", lambda *args, **kwargs: None)
     monkeypatch.setattr("jobs.services.enqueue", lambda job: None, raising=False)
     response = getattr(api_alice, method)(url.format(id=alices_causal_adapter.id))
     assert response.status_code in (200, 202)

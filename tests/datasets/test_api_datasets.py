@@ -35,11 +35,10 @@ def test_upload_sends_the_check_after_commit(api_alice, django_capture_on_commit
     sent = []
     from webapp.datasets import tasks
 
-    monkeypatch.setattr(tasks.validate_dataset, "delay", lambda pk: sent.append(pk) or type("R", (), {"id": "t-1"})())
+    monkeypatch.setattr(tasks.validate_dataset, "apply_async", lambda args, task_id: sent.append((args, task_id)))
     with django_capture_on_commit_callbacks(execute=True):
         body = post(api_alice).json()
-    assert sent == [body["id"]]
-    assert Dataset.objects.get(pk=body["id"]).task_id == "t-1"
+    assert sent == [([body["id"]], Dataset.objects.get(pk=body["id"]).task_id)]
 
 
 def test_list_is_newest_first_and_only_mine(api_alice, api_bob):

@@ -68,10 +68,10 @@ def test_transitions_move_only_from_the_expected_states(alice):
 def test_a_broker_outage_at_upload_ends_invalid_with_a_retry_hint_not_stuck(alice, monkeypatch, django_capture_on_commit_callbacks):
     from webapp.datasets import tasks
 
-    def down(dataset_id):  # type: ignore[no-untyped-def]
+    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.validate_dataset, "delay", down)
+    monkeypatch.setattr(tasks.validate_dataset, "apply_async", down)
     with django_capture_on_commit_callbacks(execute=True):
         dataset = services.ingest(upload("a.csv", "text\na\n"), alice)
     dataset.refresh_from_db()

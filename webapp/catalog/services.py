@@ -11,6 +11,7 @@ import shutil
 import socket
 import tempfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from webapp.accounts import quota
 from webapp.catalog import downloads, gguf_export, loading, merging, model_files, profiling
 from webapp.catalog.models import NAME_MAX_LENGTH, CatalogModel, Kind
 from webapp.datasets.uploads import UploadTooLarge
+from webapp.lib.background import send_after_commit
 from webapp.lib.errors import LayercakeError, RowError
 from webapp.lib.storage import local_path, stored_names
 
@@ -522,22 +525,80 @@ def gguf_download(model: CatalogModel, owner: Any, output_type: str, name: str) 
 # --- the deployment table: measured costs of the three ways to run a derived model -------------------
 
 
-def request_deployment_profile(model: CatalogModel) -> dict[str, Any]:
-    """Queue the profiling task (cpu queue) after commit; the page shows `queued` until the figures land."""
+PROFILE_QUEUE = "cpu"
+
+
+def request_deployment_profile(model: CatalogModel, sends: int = 0) -> dict[str, Any]:
+    """Queue the profiling task (cpu queue) after commit; the page shows `queued` until the figures land.
+
+    `sends`: messages already sent for this request (the recovery re-sends it with the count so far).
+    """
     from webapp.catalog.tasks import profile_deployment
 
     if not model.is_derived:
         raise LayercakeError("The deployment table compares ways to run a derived model; a base model has only one.")
-    state = {"status": "queued", "requested_at": timezone.now().isoformat()}
-    CatalogModel.objects.filter(pk=model.pk).update(deployment=state)
+    model_id = str(model.pk)
+
+    def unreachable(reason: str) -> None:
+        CatalogModel.objects.filter(pk=model_id, deployment__status="queued").update(
+            deployment={"status": "failed", "error": "The measuring queue was unreachable: ask again in a moment."}
+        )
+
+    now = timezone.now().isoformat()
+    with transaction.atomic():  # the row says `queued` before the message can arrive
+        task_id = send_after_commit(profile_deployment, [model_id], queue=PROFILE_QUEUE, on_failure=unreachable)
+        state = {"status": "queued", "requested_at": now, "task_id": task_id, "sent_at": now, "sends": sends + 1}
+        CatalogModel.objects.filter(pk=model.pk).update(deployment=state)
     model.deployment = state
-    transaction.on_commit(lambda: profile_deployment.delay(str(model.pk)))
     return state
+
+
+def recover_stuck_profiles() -> list[CatalogModel]:
+    """Deployment profiles whose message was lost (`queued` LAYERCAKE_RESEND_AFTER_SECONDS after it was sent)
+    or whose worker died (`running` for LAYERCAKE_PROFILE_STUCK_SECONDS): sent again, up to
+    LAYERCAKE_MAX_SENDS messages per request, then marked failed with the reason the page shows. A queued
+    one is not given up while a `cpu` worker is online: it may wait behind a long training job."""
+    from jobs.services import online_workers  # jobs depends on the catalog: imported here, not at the top
+
+    now = timezone.now()
+    bounds = {
+        "queued": ("sent_at", timedelta(seconds=settings.LAYERCAKE_RESEND_AFTER_SECONDS)),
+        "running": ("started_at", timedelta(seconds=settings.LAYERCAKE_PROFILE_STUCK_SECONDS)),
+    }
+    recovered = []
+    for model in CatalogModel.objects.filter(deployment__status__in=list(bounds)):
+        state = dict(model.deployment)
+        since_key, bound = bounds[state["status"]]
+        since = parse_datetime(str(state.get(since_key) or state.get("requested_at") or ""))
+        if since is not None and since > now - bound:
+            continue
+        sends = int(state.get("sends") or 1)
+        waits_for_a_busy_worker = state["status"] == "queued" and any(
+            PROFILE_QUEUE in (worker.queues or []) for worker in online_workers()
+        )
+        if sends >= settings.LAYERCAKE_MAX_SENDS and not waits_for_a_busy_worker:
+            logger.error("profile of %s: %s after %d messages; giving up", model.id, state["status"], sends)
+            reason = (
+                f"No worker took the measurement after {sends} tries: the cpu worker may be down."
+                if state["status"] == "queued"
+                else f"The worker measuring it stopped {sends} times (it may have run out of memory)."
+            )
+            CatalogModel.objects.filter(pk=model.pk, deployment__status=state["status"]).update(
+                deployment={"status": "failed", "error": reason}
+            )
+        else:
+            logger.warning("profile of %s: %s since %s; sending it again", model.id, state["status"], since)
+            request_deployment_profile(model, sends=sends)
+        recovered.append(model)
+    return recovered
 
 
 def profile_deployment(model: CatalogModel) -> dict[str, Any]:
     """Measure each way to run the model in a fresh process and record the figures in `model.deployment`."""
-    CatalogModel.objects.filter(pk=model.pk).update(deployment={"status": "running"})
+    sends = (model.deployment or {}).get("sends", 1)
+    CatalogModel.objects.filter(pk=model.pk).update(
+        deployment={"status": "running", "started_at": timezone.now().isoformat(), "sends": sends}
+    )
     base = root_base(model)
     adapter = model if model.kind == Kind.ADAPTER else None
     jobs_before = jobs_running_here()

@@ -71,6 +71,11 @@ class Dataset(models.Model):
     check_attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Deliveries of the check since the last request: a file that kills its worker is caught."
     )
+    check_sends = models.PositiveSmallIntegerField(
+        default=0, help_text="Messages sent for the check since the last request: the recovery's cap."
+    )
+    check_sent_at = models.DateTimeField(null=True, blank=True, help_text="When its last check message was sent.")
+    check_started_at = models.DateTimeField(null=True, blank=True, help_text="When its last delivery began checking.")
     created_at = models.DateTimeField(auto_now_add=True)
     checked_at = models.DateTimeField(null=True, blank=True)
     check_requested_at = models.DateTimeField(
@@ -123,16 +128,16 @@ class Dataset(models.Model):
 
     def begin_validation(self) -> bool:
         """uploaded -> validating; False when another delivery of the task got there first."""
-        return self._move({Status.UPLOADED}, status=Status.VALIDATING, check_attempts=1)
+        return self._move({Status.UPLOADED}, status=Status.VALIDATING, check_attempts=1, check_started_at=timezone.now())
 
     def resume_validation(self) -> bool:
         """A redelivered task finds `validating` (its first worker died): checking is idempotent, so rerun,
         counting the attempt."""
         updated = Dataset.objects.filter(pk=self.pk, status=Status.VALIDATING).update(
-            check_attempts=models.F("check_attempts") + 1
+            check_attempts=models.F("check_attempts") + 1, check_started_at=timezone.now()
         )
         if updated:
-            self.refresh_from_db(fields=["status", "check_attempts"])
+            self.refresh_from_db(fields=["status", "check_attempts", "check_started_at"])
         return bool(updated)
 
     def succeed(
@@ -160,5 +165,12 @@ class Dataset(models.Model):
         """ready|invalid -> uploaded with new settings (mapping, task, model...), to be checked again."""
         return self._move(
             {Status.READY, Status.INVALID}, status=Status.UPLOADED, failure_reason="", errors=[], error_count=0,
-            check_attempts=0, check_requested_at=timezone.now(), **settings_changes,
+            check_attempts=0, check_sends=0, check_requested_at=timezone.now(), **settings_changes,
         )
+
+    def record_check_sent(self, task_id: str) -> None:
+        """A message for its check was (or, at commit, will be) sent: counted against the recovery's cap."""
+        Dataset.objects.filter(pk=self.pk).update(
+            task_id=task_id, check_sent_at=timezone.now(), check_sends=models.F("check_sends") + 1
+        )
+        self.refresh_from_db(fields=["task_id", "check_sent_at", "check_sends"])

@@ -14,6 +14,7 @@ import unicodedata
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from webapp.accounts import quota
 from webapp.datasets import profiling
@@ -30,6 +33,7 @@ from webapp.datasets.layout import SNIFF_BYTES, ReadChoice, sniff_layout
 from webapp.datasets.models import Dataset, Status
 from webapp.datasets.shapes import EXPECTED_COLUMNS, TASKS
 from webapp.datasets.uploads import UploadTooLarge, max_upload_bytes
+from webapp.lib.background import send_after_commit
 from webapp.lib.errors import LayercakeError, RowError
 from webapp.lib.storage import local_path, stored_names
 
@@ -39,6 +43,10 @@ MAX_VALIDATION_FRACTION = 0.5
 # A check delivered this many times without finishing killed its workers (memory, a crash):
 # the next delivery ends it instead of crashing another worker.
 MAX_CHECK_ATTEMPTS = 3
+KILLED_ITS_WORKER = (
+    "Checking this file stopped its worker several times (too much memory, or a crash): "
+    "split it into smaller files or convert it to JSONL."
+)
 MAX_LENGTH_RANGE = (16, 131_072)
 DEFAULT_MAX_LENGTH = 1024
 # Where model configs say how many positions the model reads (T5's relative positions have no limit).
@@ -178,23 +186,59 @@ def ingest(
 
 
 def schedule_validation(dataset: Dataset) -> None:
-    """Send the check to a CPU worker once the row is committed, and remember the task id."""
+    """Send the check to a checks worker once the row is committed, with its task id stored on the row."""
     from webapp.datasets.tasks import validate_dataset
 
     dataset_id = str(dataset.pk)
 
-    def send() -> None:
-        try:
-            result = validate_dataset.delay(dataset_id)
-        except Exception:  # the broker is down: never check inline instead, and never leave it waiting
-            log.exception("dataset %s: the check could not be queued", dataset_id)
-            stored = Dataset.objects.filter(pk=dataset_id).first()
-            if stored is not None:
-                stored.fail("The checking queue was unreachable: use “Save and check again” to retry.")
-            return
-        Dataset.objects.filter(pk=dataset_id).update(task_id=result.id or "")
+    def unreachable(reason: str) -> None:  # never check inline instead, and never leave it waiting
+        stored = Dataset.objects.filter(pk=dataset_id).first()
+        if stored is not None:
+            stored.fail("The checking queue was unreachable: use “Save and check again” to retry.")
 
-    transaction.on_commit(send)
+    dataset.record_check_sent(send_after_commit(validate_dataset, [dataset_id], on_failure=unreachable))
+
+
+def recover_stuck_checks() -> list[Dataset]:
+    """Checks whose message was lost or whose worker died: sent again, or ended `invalid` with the reason.
+
+    Stuck means `uploaded` with no delivery LAYERCAKE_RESEND_AFTER_SECONDS after its last message, or
+    `validating` for longer than LAYERCAKE_CHECK_STUCK_SECONDS (past the task's hard time limit, so no
+    worker is still on it). A duplicate delivery is harmless: `begin_validation` lets one win and a finished
+    check is not redone. After LAYERCAKE_MAX_SENDS messages a dataset ends with a reason, unless the
+    checks worker is visibly busy (a long queue, a long check): then it only waits its turn.
+    """
+    now = timezone.now()
+    resend_cutoff = now - timedelta(seconds=settings.LAYERCAKE_RESEND_AFTER_SECONDS)
+    stuck_cutoff = now - timedelta(seconds=settings.LAYERCAKE_CHECK_STUCK_SECONDS)
+    last_sent_long_ago = Q(check_sent_at__lt=resend_cutoff) | Q(check_sent_at__isnull=True, check_requested_at__lt=resend_cutoff)
+    stalled = Q(check_started_at__lt=stuck_cutoff) | Q(check_started_at__isnull=True, check_requested_at__lt=stuck_cutoff)
+    stuck = Dataset.objects.filter(last_sent_long_ago).filter(Q(status=Status.UPLOADED) | (Q(status=Status.VALIDATING) & stalled))
+    recovered = []
+    for dataset in stuck:
+        if dataset.status == Status.VALIDATING and dataset.check_attempts >= MAX_CHECK_ATTEMPTS:
+            log.error("dataset %s: %s deliveries without a result; giving up", dataset.pk, dataset.check_attempts)
+            dataset.fail(KILLED_ITS_WORKER)
+        elif dataset.check_sends >= settings.LAYERCAKE_MAX_SENDS and not _checks_moving(dataset.check_sent_at, stuck_cutoff):
+            log.error("dataset %s: %s messages sent, none checked it; giving up", dataset.pk, dataset.check_sends)
+            dataset.fail(
+                f"No checking worker took this dataset after {dataset.check_sends} tries: the checks worker may "
+                "be down. Use “Save and check again” to retry."
+            )
+        else:
+            log.warning("dataset %s: %s and silent since %s; sending its check again", dataset.pk, dataset.status,
+                        dataset.check_sent_at)
+            with transaction.atomic():
+                schedule_validation(dataset)
+        recovered.append(dataset)
+    return recovered
+
+
+def _checks_moving(since: datetime | None, stuck_cutoff: datetime) -> bool:
+    """A checks worker took another check after `since`, or is on one that may still be running."""
+    started_since = Q(check_started_at__gt=since) if since is not None else Q(check_started_at__isnull=False)
+    on_one_now = Q(status=Status.VALIDATING, check_started_at__gte=stuck_cutoff)
+    return Dataset.objects.filter(started_since | on_one_now).exists()
 
 
 def change_settings(
@@ -348,10 +392,7 @@ def validate(dataset: Dataset) -> Dataset:
             return dataset
         if dataset.check_attempts > MAX_CHECK_ATTEMPTS:
             log.error("dataset %s: %s deliveries without a result; giving up", dataset.pk, dataset.check_attempts - 1)
-            dataset.fail(
-                "Checking this file stopped its worker several times (too much memory, or a crash): "
-                "split it into smaller files or convert it to JSONL."
-            )
+            dataset.fail(KILLED_ITS_WORKER)
             dataset.refresh_from_db()
             return dataset
         log.warning("dataset %s: found validating (an earlier worker died?); checking again", dataset.pk)

@@ -31,6 +31,9 @@ class PlaygroundRun(models.Model):
     # How generative models answer (webapp.playground.answering.GenerationSettings); empty: the defaults.
     generation = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    sends = models.PositiveSmallIntegerField(default=0, help_text="Messages sent for it: the recovery's cap.")
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="When its last message was sent.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -62,6 +65,10 @@ class PlaygroundRun(models.Model):
     def fail(self, reason: str) -> bool:
         return self._move({Status.QUEUED, Status.RUNNING}, status=Status.FAILED, failure_reason=reason,
                           answers=self.answers, finished_at=timezone.now())
+
+    def record_sent(self, task_id: str) -> None:
+        PlaygroundRun.objects.filter(pk=self.pk).update(task_id=task_id, sent_at=timezone.now(), sends=models.F("sends") + 1)
+        self.refresh_from_db(fields=["task_id", "sent_at", "sends"])
 
     def save_answers(self) -> None:
         PlaygroundRun.objects.filter(pk=self.pk).update(answers=self.answers)

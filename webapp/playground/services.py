@@ -6,17 +6,21 @@ import logging
 import socket
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from webapp.catalog import loading
 from webapp.catalog.models import CatalogModel, Family, Kind
 from webapp.catalog.services import local_dir
+from webapp.lib.background import send_after_commit
 from webapp.lib.errors import LayercakeError
 from webapp.playground import answering
-from webapp.playground.models import PlaygroundRun
+from webapp.playground.models import PlaygroundRun, Status
 from webapp.playground.resident import ResidentModels, ServedModel
 
 logger = logging.getLogger(__name__)
@@ -43,10 +47,8 @@ def forget_resident(model_id: str) -> None:
     deleted model (its row is gone), and the pool's least-recently-used eviction would drop it in time."""
     from webapp.playground.tasks import forget_model
 
-    try:
-        forget_model.apply_async(args=[model_id], queue=INFERENCE_QUEUE)
-    except Exception:  # the broker is down: the copy only costs memory until it is evicted
-        logger.warning("could not ask the inference worker to forget model %s", model_id, exc_info=True)
+    # A broker that is down is only logged: the copy costs memory until it is evicted.
+    send_after_commit(forget_model, [model_id], queue=INFERENCE_QUEUE)
 
 
 def playground_models(user: Any) -> list[CatalogModel]:
@@ -68,14 +70,59 @@ def start_run(owner: Any, prompt: str, models: list[CatalogModel], generation: M
     answers = [{"model": str(m.id), "name": m.name, "kind": m.kind, "status": "waiting"} for m in models]
     with transaction.atomic():
         run = PlaygroundRun.objects.create(owner=owner, prompt=prompt, answers=answers, generation=settings.as_dict())
-        transaction.on_commit(lambda: send_run(run))
+        send_run(run)
     return run
 
 
 def send_run(run: PlaygroundRun) -> None:
+    """Send the run to the inference queue once its row is committed, with its task id stored on it."""
     from webapp.playground.tasks import answer_run
 
-    answer_run.apply_async(args=[str(run.pk)], queue=INFERENCE_QUEUE)
+    run_id = str(run.pk)
+
+    def unreachable(reason: str) -> None:
+        stored = PlaygroundRun.objects.filter(pk=run_id).first()
+        if stored is not None:
+            stored.fail("The inference queue was unreachable: try again in a moment.")
+
+    run.record_sent(send_after_commit(answer_run, [run_id], queue=INFERENCE_QUEUE, on_failure=unreachable))
+
+
+def recover_stuck_runs() -> list[PlaygroundRun]:
+    """Runs whose message was lost are sent again (LAYERCAKE_MAX_SENDS messages, then, unless the inference
+    worker is visibly busy, failed with a reason the page shows); runs whose worker died while answering fail.
+
+    A duplicate delivery is harmless: `PlaygroundRun.start` lets one win. A running run is not replayed, for
+    the reason `answer_run` is not acks_late: a run that crashed its worker would crash the next one.
+    """
+    now = timezone.now()
+    resend_cutoff = now - timedelta(seconds=settings.LAYERCAKE_PLAYGROUND_RESEND_AFTER_SECONDS)
+    stuck_cutoff = now - timedelta(seconds=settings.LAYERCAKE_PLAYGROUND_STUCK_SECONDS)
+    recovered = []
+    waiting = PlaygroundRun.objects.filter(status=Status.QUEUED).filter(
+        Q(sent_at__lt=resend_cutoff) | Q(sent_at__isnull=True, created_at__lt=resend_cutoff)
+    )
+    for run in waiting:
+        # An inference worker that took another run since, or is answering one, is busy: this one waits its turn.
+        busy = PlaygroundRun.objects.filter(
+            Q(started_at__gt=run.sent_at or run.created_at) | Q(status=Status.RUNNING, started_at__gte=stuck_cutoff)
+        ).exists()
+        if run.sends >= settings.LAYERCAKE_MAX_SENDS and not busy:
+            logger.error("playground run %s: %d messages sent, none answered; giving up", run.pk, run.sends)
+            run.fail(
+                f"No inference worker took this run after {run.sends} tries: the inference worker may be down. "
+                "Try again in a few minutes."
+            )
+        else:
+            logger.warning("playground run %s: still queued since %s; sending it again", run.pk, run.sent_at)
+            with transaction.atomic():
+                send_run(run)
+        recovered.append(run)
+    for run in PlaygroundRun.objects.filter(status=Status.RUNNING, started_at__lt=stuck_cutoff):
+        logger.error("playground run %s: running on %s since %s; its worker is gone", run.pk, run.worker, run.started_at)
+        run.fail("The inference worker stopped while answering (it may have run out of memory): try again.")
+        recovered.append(run)
+    return recovered
 
 
 def served_model(model: CatalogModel, companions: list[CatalogModel]) -> tuple[ServedModel, bool]:
