@@ -285,7 +285,7 @@ def main_metric(metrics: dict[str, Any]) -> MainMetric | None:
 
 
 def percent_done(job: Job) -> int:
-    """How far the whole run is: by time over every phase while it runs and has an ETA, else by steps.
+    """How far the whole run is: by steps while it trains, by time (spent against left) in the other phases.
 
     Steps alone read 100% through the final evaluation and the saving; a running job never shows 100%.
     """
@@ -297,7 +297,9 @@ def percent_done(job: Job) -> int:
     if job.status != Status.RUNNING:
         return by_steps
     eta = progress.get("eta_seconds")
-    if eta is not None and job.started_at is not None:
+    outside_training = progress.get("phase") not in (None, "training")
+    if outside_training and eta is not None and job.started_at is not None:
+        # Loading and evaluating have no steps: time spent against time left.
         elapsed = max((timezone.now() - job.started_at).total_seconds(), 0.0)
         return min(99, int(100 * elapsed / max(elapsed + eta, 1.0)))
     return min(99, by_steps)
