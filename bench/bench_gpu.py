@@ -504,26 +504,14 @@ def enable_checkpointing(model: Any) -> None:
 
 def load_bare_model(base: Path, method: str, hp: Any, execution: Any, device: str, fused_head: bool) -> Any:
     """The base with the engine's storage dtype and attention kernel, and the method's trainable parameters."""
-    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"use_safetensors": True}
-    if execution.weight_dtype == "4bit":
-        from transformers import BitsAndBytesConfig
+    from jobs.training.methods import storage_kwargs
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
-        kwargs["dtype"] = torch.bfloat16
-    else:
-        kwargs["dtype"] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[execution.weight_dtype]
-    if execution.attention != "sdpa":
-        kwargs["attn_implementation"] = execution.attention
-    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        base, use_safetensors=True, trust_remote_code=False, **storage_kwargs(execution)
+    )
     if execution.weight_dtype != "4bit":
         model.to(device)
     model.config.use_cache = False

@@ -129,21 +129,9 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def load_model(
-    base_model_dir: Path,
-    task: str,
-    execution: Execution,
-    tokenizer: Any,
-    labels: list[str] | None = None,
-) -> PreTrainedModel:
-    """The base model with the task's head (new and randomly initialised for classifiers), stored as `execution` says."""
-    kwargs: dict[str, Any] = {"use_safetensors": True}
-    if labels is not None:
-        kwargs["num_labels"] = len(labels)
-        kwargs["id2label"] = dict(enumerate(labels))
-        kwargs["label2id"] = {label: index for index, label in enumerate(labels)}
-        # Decoder classifiers pick the last non-pad token, so they must know the pad id.
-        kwargs["pad_token_id"] = tokenizer.pad_token_id
+def storage_kwargs(execution: Execution) -> dict[str, Any]:
+    """`from_pretrained` arguments for how `execution` stores the weights: dtype or 4-bit, and the attention kernel."""
+    kwargs: dict[str, Any] = {}
     if execution.weight_dtype == "4bit":
         from transformers import BitsAndBytesConfig
 
@@ -159,6 +147,25 @@ def load_model(
     if execution.attention != "sdpa":
         # SDPA is transformers' default wherever the architecture supports it (eager elsewhere).
         kwargs["attn_implementation"] = execution.attention
+    return kwargs
+
+
+def load_model(
+    base_model_dir: Path,
+    task: str,
+    execution: Execution,
+    tokenizer: Any,
+    labels: list[str] | None = None,
+) -> PreTrainedModel:
+    """The base model with the task's head (new and randomly initialised for classifiers), stored as `execution` says."""
+    kwargs: dict[str, Any] = {"use_safetensors": True}
+    if labels is not None:
+        kwargs["num_labels"] = len(labels)
+        kwargs["id2label"] = dict(enumerate(labels))
+        kwargs["label2id"] = {label: index for index, label in enumerate(labels)}
+        # Decoder classifiers pick the last non-pad token, so they must know the pad id.
+        kwargs["pad_token_id"] = tokenizer.pad_token_id
+    kwargs.update(storage_kwargs(execution))
     model, loading_info = _MODEL_CLASS[task].from_pretrained(
         base_model_dir, output_loading_info=True, trust_remote_code=False, **kwargs
     )

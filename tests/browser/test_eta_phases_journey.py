@@ -11,6 +11,7 @@ import pytest
 from jobs.models import Job
 from jobs.reporting import JobReporter
 from jobs.training.spec import RunWork
+from tests.browser.wizard import open_quick_lora_review
 from tests.jobs.conftest import INSTRUCTIONS, ready_dataset
 from webapp.catalog.services import import_base_model
 
@@ -23,11 +24,7 @@ def test_review_states_the_run_and_the_live_page_follows_its_phases(page_alice, 
     import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
     ready_dataset(alice, INSTRUCTIONS, "Sums")
     page = page_alice
-    page.goto("/jobs/new/?task=sft")
-    page.check("input[name=datasets] >> nth=0")
-    page.check("input[name=method][value=lora]")
-    page.select_option("select[name=preset]", "quick")
-    page.click("button[value=review]")
+    open_quick_lora_review(page)
     assert "once before training and once after" in page.inner_text("dd.evaluation")
     assert "own split" in page.inner_text("li.dataset-rows")
     page.click("#start-training")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.models import Job, JobEvent
+from tests.browser.wizard import open_quick_lora_review
 from tests.jobs.conftest import INSTRUCTIONS, ready_dataset
 from webapp.catalog.services import import_base_model
 
@@ -22,11 +23,7 @@ def ready(alice, tiny_causal_lm_dir):  # type: ignore[no-untyped-def]
 
 def test_back_to_the_review_and_start_again_opens_the_same_job(page_alice, ready):
     page = page_alice
-    page.goto("/jobs/new/?task=sft")
-    page.check("input[name=datasets] >> nth=0")
-    page.check("input[name=method][value=lora]")
-    page.select_option("select[name=preset]", "quick")
-    page.click("button[value=review]")
+    open_quick_lora_review(page)
     page.click("#start-training")
     page.wait_for_url("**/jobs/*-*/")
     first_url = page.url

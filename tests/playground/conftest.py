@@ -13,6 +13,8 @@ from tests.catalog.conftest import (  # noqa: F401 - shared fixtures: tiny bases
     encoder_base,
     make_lora_adapter,
 )
+from webapp.playground.models import PlaygroundRun
+from webapp.playground.resident import ResidentModels
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +29,19 @@ def tagger_adapter_dir(tiny_encoder_dir, tmp_path_factory) -> Path:
         labels=["O", "B-PER", "B-LOC", "B-ORG"],
     )
 
+
+@pytest.fixture
+def no_broker(monkeypatch):  # type: ignore[no-untyped-def]
+    """Runs are served in the test's own process (`serve`), not sent to an inference worker."""
+    from webapp.playground import services
+
+    monkeypatch.setattr(services, "send_run", lambda run: None)
+
+
+def serve(run: PlaygroundRun, pool: ResidentModels | None = None) -> PlaygroundRun:
+    """Answer `run` here, as the inference worker would, and return it reloaded."""
+    from webapp.playground import services
+
+    services.serve_run(run, pool or ResidentModels())
+    run.refresh_from_db()
+    return run

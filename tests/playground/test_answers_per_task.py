@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.playground.conftest import serve
 from webapp.catalog import services as catalog
 from webapp.playground import services
 from webapp.playground.models import PlaygroundRun, Status
 from webapp.playground.resident import ResidentModels
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(services, "send_run", lambda run: None)
-
-
-def serve(run: PlaygroundRun, pool: ResidentModels | None = None) -> PlaygroundRun:
-    services.serve_run(run, pool or ResidentModels())
-    run.refresh_from_db()
-    return run
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 
 def test_chat_adapter_and_its_base_answer_side_by_side_with_streamed_updates(alice, causal_base, alices_causal_adapter, monkeypatch):

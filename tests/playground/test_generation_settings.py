@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.playground.conftest import serve
 from webapp.playground import services
 from webapp.playground.answering import GenerationSettings
 from webapp.playground.models import PlaygroundRun
 from webapp.playground.resident import ResidentModels
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(services, "send_run", lambda run: None)
-
-
-def serve(run: PlaygroundRun, pool: ResidentModels | None = None) -> PlaygroundRun:
-    services.serve_run(run, pool or ResidentModels())
-    run.refresh_from_db()
-    return run
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_broker")]
 
 
 def test_defaults_are_greedy_and_shown_on_the_form(client_alice, causal_base):
