@@ -8,34 +8,29 @@ from django import forms
 
 from jobs import services
 from jobs.models import Priority
-from jobs.services import METHOD_SUMMARIES, JobPlan
-from jobs.training import METHODS, TASKS
+from jobs.services import JobPlan
+from jobs.training import registry
+from jobs.training.spec import HYPERPARAMETERS
 from webapp.catalog.models import CatalogModel
 from webapp.datasets.models import Dataset
 from webapp.lib.errors import LayercakeError
 
-TASK_LABELS = {
-    "sft": "Instruction / chat fine-tuning (SFT)",
-    "text": "Continued pre-training on raw text",
-    "classification": "Text classification",
-    "token_classification": "Token classification (tagging)",
-    "seq2seq": "Sequence to sequence",
-}
 PRESET_CHOICES = [
     ("quick", "Quick: a first result in minutes"),
     ("balanced", "Balanced: the default"),
     ("thorough", "Thorough: more epochs, longer sequences"),
 ]
-# Advanced fields, all optional: empty means "the preset decides".
-INT_FIELDS = ["batch_size", "max_length", "max_steps", "eval_max_rows", "seed", "lora_r", "lora_alpha", "trainable_layers", "num_virtual_tokens"]
-FLOAT_FIELDS = ["epochs", "learning_rate", "warmup_ratio", "weight_decay", "eval_fraction", "lora_dropout"]
+# Advanced fields, all optional: empty means "the preset decides". Which knobs appear, and their help, is the
+# hyperparameter's own definition (jobs.training.spec.Hyperparameters).
+INT_FIELDS = [name for name, knob in HYPERPARAMETERS.items() if knob["form"] == "int"]
+FLOAT_FIELDS = [name for name, knob in HYPERPARAMETERS.items() if knob["form"] == "float"]
 
 
 class JobForm(forms.Form):
-    task = forms.ChoiceField(choices=[(task, TASK_LABELS[task]) for task in TASKS])
+    task = forms.ChoiceField(choices=[(task.name, task.label) for task in registry.TASK_TABLE.values()])
     base_model = forms.ChoiceField(label="Base model")
     datasets = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="Several for multi-task training.")
-    method = forms.ChoiceField(choices=[(method, method) for method in METHODS], widget=forms.RadioSelect)
+    method = forms.ChoiceField(choices=[(method, method) for method in registry.METHODS], widget=forms.RadioSelect)
     preset = forms.ChoiceField(choices=PRESET_CHOICES, initial="balanced")
     priority = forms.TypedChoiceField(
         choices=Priority.choices, coerce=int, required=False, empty_value=None, initial=Priority.NORMAL,
@@ -61,9 +56,14 @@ class JobForm(forms.Form):
         self.plan: JobPlan | None = None
         self.quiet = False
         for name in INT_FIELDS:
-            self.fields[name] = forms.IntegerField(required=False, widget=forms.NumberInput(attrs={"placeholder": "preset"}))
+            self.fields[name] = forms.IntegerField(
+                required=False, help_text=HYPERPARAMETERS[name]["help"], widget=forms.NumberInput(attrs={"placeholder": "preset"})
+            )
         for name in FLOAT_FIELDS:
-            self.fields[name] = forms.FloatField(required=False, widget=forms.NumberInput(attrs={"placeholder": "preset", "step": "any"}))
+            self.fields[name] = forms.FloatField(
+                required=False, help_text=HYPERPARAMETERS[name]["help"],
+                widget=forms.NumberInput(attrs={"placeholder": "preset", "step": "any"}),
+            )
         task = self.data.get("task") or self.initial.get("task") or "sft"
         models = CatalogModel.objects.visible_to(user).order_by("name")
         fitting = [model for model in models if task in model.tasks]
@@ -71,14 +71,17 @@ class JobForm(forms.Form):
         ready = Dataset.objects.for_user(user).ready().order_by("-created_at")
         cast(forms.ChoiceField, self.fields["datasets"]).choices = [(str(d.id), f"{d.name} · {d.rows} rows") for d in ready if d.task == task]
         base = next((m for m in fitting if str(m.id) == self.data.get("base_model")), fitting[0] if fitting else None)
-        self.method_reasons = services.task_methods(base, task) if base else {m: "pick a base model first" for m in METHODS}
+        self.method_reasons = services.task_methods(base, task) if base else {m: "pick a base model first" for m in registry.METHODS}
 
     def method_options(self) -> list[dict[str, Any]]:
         """Each method with its one-line summary and, when it cannot run, the reason."""
         chosen = self.data.get("method", "")
         return [
-            {"value": method, "summary": METHOD_SUMMARIES[method], "reason": self.method_reasons.get(method, ""), "checked": method == chosen}
-            for method in ("prompt_tuning", "lora", "qlora", "head", "freeze", "full")
+            {
+                "value": method, "summary": registry.method(method).summary, "reason": self.method_reasons.get(method, ""),
+                "checked": method == chosen,
+            }
+            for method in registry.METHOD_LADDER
         ]
 
     def advanced_fields(self) -> list[forms.BoundField]:

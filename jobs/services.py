@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs.models import FailureReason, Job, Kind, Priority, Status, Worker
-from jobs.training import METHODS, METHODS_BY_TASK, Hyperparameters, SpecError, resolve_hyperparameters
+from jobs.training import Hyperparameters, SpecError, registry, resolve_hyperparameters
 from jobs.training.execution import Capabilities, Execution
 from jobs.training.memory import (
     MemoryEstimate,
@@ -38,15 +38,6 @@ from webapp.lib.errors import LayercakeError, RowError
 
 logger = logging.getLogger(__name__)
 
-# One line per method for the wizard: what it trains and what it costs.
-METHOD_SUMMARIES = {
-    "prompt_tuning": "Learns a soft prompt of a few virtual tokens; the model is untouched. Tiny files, least memory.",
-    "lora": "Trains small low-rank adapters beside frozen weights. Small files, low memory, close to full quality.",
-    "qlora": "LoRA over a 4-bit base: the least memory for big models. Needs a CUDA GPU worker.",
-    "head": "Transfer learning: the base stays frozen and only a new task head trains. Fast, cheap, a solid baseline.",
-    "freeze": "Partial fine-tuning: trains only the last layers (and the head). A new full model.",
-    "full": "Trains every weight: the most capacity and ~4x the model's size in memory. A new full model.",
-}
 # Training throughput assumed for the time estimate (model FLOPs per second actually achieved). CPU: SmolLM2-135M
 # LoRA on 2 cores reached 1.3e11 idle and 7e10 with other jobs on the cores (docs/benchmarks.md, issue 13).
 ASSUMED_FLOPS = {"cpu": 8.0e10, "cuda": 1.0e14}
@@ -84,13 +75,11 @@ def task_methods(model: CatalogModel, task: str) -> dict[str, str]:
     """Each method of the ladder -> "" when it can run for this model and task, else the reason why not."""
     reasons = {}
     gpu_online = any(worker.has_gpu for worker in online_workers())
-    for method in METHODS:
-        if method not in METHODS_BY_TASK.get(task, ()):
+    for method in registry.METHODS:
+        if method not in registry.task(task).methods:
             reasons[method] = f"not available for the {task} task"
-        elif method == "prompt_tuning" and model.family != "causal_lm":
-            reasons[method] = "prompt tuning needs a causal language model"
-        elif method == "qlora" and not gpu_online:
-            reasons[method] = "QLoRA needs a CUDA GPU worker, and none is online"
+        elif registry.method(method).needs_cuda and not gpu_online:
+            reasons[method] = f"{registry.method(method).label} needs a CUDA GPU worker, and none is online"
         else:
             reasons[method] = ""
     return reasons
@@ -220,8 +209,8 @@ def plan_job(
         raise invalid(
             f"{base_model.name} cannot serve the {task} task; it serves {', '.join(base_model.tasks) or 'no task'}.", "task"
         )
-    if method not in METHODS:
-        raise invalid(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.", "method")
+    if method not in registry.METHODS:
+        raise invalid(f"Unknown method '{method}'; choose one of {', '.join(registry.METHODS)}.", "method")
     reason = task_methods(base_model, task)[method]
     if reason:
         raise invalid(f"The {method} method cannot run here: {reason}.", "method")
@@ -238,7 +227,7 @@ def plan_job(
 
     workers = online_workers()
     gpu_workers = [worker for worker in workers if worker.has_gpu]
-    needs_gpu = method == "qlora"
+    needs_gpu = registry.method(method).needs_cuda
     queue = "gpu" if gpu_workers or needs_gpu else "cpu"
     device = "cuda" if queue == "gpu" and gpu_workers else "cpu"
     candidates = [worker for worker in workers if queue in worker.queues]
@@ -377,8 +366,7 @@ def submit_merge(model: CatalogModel, owner: Any) -> Job:
     """A job that merges an adapter into its base and registers the result as a `merged` model."""
     if model.kind != "adapter" or model.parent is None:
         raise invalid(f"{model.name} is not an adapter: only adapters merge into their base.", "model")
-    method = (model.metrics or {}).get("method", "lora")
-    if method == "prompt_tuning":
+    if not model.can_merge:
         raise invalid("A prompt-tuning adapter adds virtual tokens; it has no weights to merge into the base.", "model")
     quota.check_room(owner, model.parent.size_bytes, "The merged model")  # about its base's size
     with transaction.atomic():

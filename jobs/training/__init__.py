@@ -6,10 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.training.memory import MemoryEstimate, estimate_memory, estimate_run_memory
 from jobs.training.presets import resolve_hyperparameters, validate_overrides
+from jobs.training.registry import METHODS, METHODS_BY_TASK, TASKS
 from jobs.training.spec import (
-    METHODS,
-    METHODS_BY_TASK,
-    TASKS,
     DatasetFiles,
     Hyperparameters,
     NullReporter,

@@ -11,14 +11,9 @@ from typing import Any
 import yaml
 from peft import PeftModel
 
+from jobs.training import registry
+
 CHECKSUMS_FILE = "checksums.sha256"
-AUTO_CLASS = {
-    "sft": "AutoModelForCausalLM",
-    "text": "AutoModelForCausalLM",
-    "classification": "AutoModelForSequenceClassification",
-    "token_classification": "AutoModelForTokenClassification",
-    "seq2seq": "AutoModelForSeq2SeqLM",
-}
 # Pickle-based formats must never reach the catalog: a downloaded pickle runs code when loaded.
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -56,13 +51,7 @@ def model_card(
     front = {
         "base_model": base_model,
         "library_name": "peft" if adapter else "transformers",
-        "pipeline_tag": {
-            "sft": "text-generation",
-            "text": "text-generation",
-            "classification": "text-classification",
-            "token_classification": "token-classification",
-            "seq2seq": "text2text-generation",
-        }[task],
+        "pipeline_tag": registry.task(task).pipeline_tag,
         "tags": ["layercake", task, method] + (["peft", "adapter"] if adapter else []),
         "datasets": dataset_names,
         "method": method,
@@ -97,12 +86,12 @@ def model_card(
             "",
             "```python",
             "from peft import PeftModel",
-            f"from transformers import {AUTO_CLASS[task]}",
-            f"base = {AUTO_CLASS[task]}.from_pretrained({base_model!r})",
+            f"from transformers import {registry.task(task).model_class}",
+            f"base = {registry.task(task).model_class}.from_pretrained({base_model!r})",
             "model = PeftModel.from_pretrained(base, 'path/to/this/folder')",
             "```",
         ]
-        if task in ("classification", "token_classification"):
+        if registry.task(task).classifier:
             lines.insert(
                 -5,
                 "# classifiers: pass config=AutoConfig.from_pretrained('path/to/this/folder') for the labels",

@@ -30,6 +30,7 @@ from trl.chat_template_utils import has_generation_markers
 
 from jobs.training import data as data_module
 from jobs.training import metrics as task_metrics
+from jobs.training import registry
 from jobs.training.artifact import model_card, save_artifact
 from jobs.training.execution import Execution, local_capabilities, plan_execution
 from jobs.training.memory import ModelShape, parameter_counts
@@ -43,7 +44,6 @@ from jobs.training.methods import (
     resolve_device,
 )
 from jobs.training.spec import (
-    ADAPTER_METHODS,
     DatasetFiles,
     DatasetPlan,
     Hyperparameters,
@@ -282,7 +282,7 @@ class _Run:
         set_seed(hp.seed)
         model = load_model(spec.base_model_dir, task, self.execution, self.tokenizer, self.labels)
         self.model = prepare_model(model, task, spec.method, hp, spec.base_model_dir, self.execution)
-        if task in ("sft", "text"):
+        if registry.task(task).trainer == "sft":
             return self._build_sft_trainer(callbacks)
         return self._build_task_trainer(callbacks)
 
@@ -357,7 +357,7 @@ class _Run:
         task, results = self.spec.task, {}
         for index, split in enumerate(self.splits):
             key = f"d{index}"
-            if task in ("sft", "text"):
+            if registry.task(task).trainer == "sft":
                 values = task_metrics.language_model_metrics(trainer, key)
             elif task == "classification":
                 train_labels = self.train_sets[index]["labels"]
@@ -384,7 +384,7 @@ def _eval_samples(splits: list[data_module.SplitDataset], hp: Hyperparameters) -
 
 
 def _labels(task: str, splits: list[data_module.SplitDataset]) -> list[str] | None:
-    if task not in ("classification", "token_classification"):
+    if not registry.task(task).classifier:
         return None
     nested = task == "token_classification"
     return data_module.label_names(splits, "tags" if nested else "label", nested)
@@ -460,7 +460,7 @@ def plan_run(
     labels = _labels(task, splits)
     mixture = data_module.mix_train_sets([split.train for split in splits], hp.seed)
     exact = len(mixture) <= PLAN_EXACT_ROWS
-    if task in ("sft", "text"):
+    if registry.task(task).trainer == "sft":
         tokenizer = load_tokenizer(base_model_dir, task)
         markers = _generation_markers(task, tokenizer)
         counted = mixture if exact else mixture.shuffle(seed=hp.seed).select(range(PLAN_EXACT_ROWS))
@@ -639,7 +639,7 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     summary.peak_memory_bytes = _peak_memory_bytes(run.device)
     summary.wall_seconds = round(time.perf_counter() - started, 3)
 
-    adapter = spec.method in ADAPTER_METHODS
+    adapter = registry.method(spec.method).adapter
     base_name = spec.base_model_name or str(spec.base_model_dir)
     hyperparameters = spec.hyperparameters.to_dict()
     card = model_card(
@@ -670,7 +670,7 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
         card=card,
         metrics={**metrics, "summary": summary.__dict__},
         training_args=training_args,
-        save_config=adapter and spec.task in ("classification", "token_classification"),
+        save_config=adapter and registry.task(spec.task).classifier,
     )
     run.log.info("Artifact written to %s", artifact_dir)
     phase_seconds["saving"] = round(time.perf_counter() - mark, 3)

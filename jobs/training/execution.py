@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
 
+from jobs.training import registry
+
 logger = logging.getLogger(__name__)
 
 # Architectures whose layers Liger Kernel fuses (RMSNorm, RoPE, SwiGLU/GeGLU): liger_kernel.transformers'
@@ -22,8 +24,6 @@ LIGER_MODEL_TYPES = frozenset(
     {"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2",
      "granite", "glm4", "smollm3"}
 )
-# Tasks that train through TRL's SFTTrainer, whose fused, chunked LM head never builds the full logits.
-CAUSAL_TASKS = ("sft", "text")
 
 
 @dataclass(frozen=True)
@@ -138,14 +138,16 @@ def plan_execution(
         weight_dtype = "fp32"
     autocast_dtype = half if on_cuda else None
 
-    causal = task in CAUSAL_TASKS
+    causal = registry.task(task).causal
+    # TRL's SFTTrainer packs rows, and its fused, chunked LM head never builds the full logits.
+    sft_trainer = registry.task(task).trainer == "sft"
     attention = "sdpa"
     if on_cuda and causal and weight_dtype != "fp32" and capabilities.flash_attn:
         attention = "flash_attention_2"
 
     strategy = None
     # Soft prompts are prepended per sequence: a packed, flattened batch would put them before the first row only.
-    if causal and packing and method != "prompt_tuning":
+    if sft_trainer and packing and method != "prompt_tuning":
         if on_cuda:
             strategy = "bfd_split" if task == "text" else "bfd"
         else:
@@ -165,6 +167,6 @@ def plan_execution(
         packing_strategy=strategy,
         activation_checkpointing=activation_checkpointing and method != "head",
         liger=liger,
-        fused_lm_head=causal,
+        fused_lm_head=sft_trainer,
         notes=notes,
     )

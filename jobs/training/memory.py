@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from jobs.training import registry
 from jobs.training.execution import Capabilities, Execution, plan_execution
 from jobs.training.spec import Hyperparameters, SpecError
 
@@ -170,9 +171,7 @@ _PROBE_EXECUTION = Execution(
 
 
 def _model_class(task: str) -> Any:
-    from jobs.training.methods import _MODEL_CLASS
-
-    return _MODEL_CLASS[task]
+    return registry.auto_class(task)
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ def _parameter_counts_cached(
         lora_r=lora_r, target_modules=json.loads(target_key), trainable_layers=trainable_layers,
         num_virtual_tokens=num_virtual_tokens,
     )
-    config = _config_object(shape, **({"num_labels": num_labels} if task in ("classification", "token_classification") else {}))
+    config = _config_object(shape, **({"num_labels": num_labels} if registry.task(task).classifier else {}))
     with torch.device("meta"):
         model = _model_class(task).from_config(config)
         total = sum(p.numel() for p in model.parameters())
@@ -237,7 +236,7 @@ def _config_key(shape: ModelShape) -> str:
 
 def _newly_initialized(model: Any, base_model_dir: Path | None, task: str) -> list[str]:
     """Modules whose weights the base checkpoint lacks (a new head), read from the safetensors headers."""
-    if base_model_dir is None or task not in ("classification", "token_classification"):
+    if base_model_dir is None or not registry.task(task).classifier:
         return []
     from safetensors import safe_open
 
@@ -329,7 +328,7 @@ def _activation_profile_cached(
         changes: dict[str, Any] = {**narrowed, layers_key: layers, "vocab_size": 128}
         if "num_decoder_layers" in config:
             changes["num_decoder_layers"] = layers
-        if task in ("classification", "token_classification"):
+        if registry.task(task).classifier:
             changes["num_labels"] = num_labels
         changes["pad_token_id"] = 0
         probe_config = _config_object(shape, **changes)
@@ -370,7 +369,7 @@ def _activation_profile_cached(
 def _backbone(model: Any, task: str) -> Any:
     """What runs before the task's loss: the whole model for heads and seq2seq, the decoder stack for causal LMs
     (TRL's fused head replaces the LM head, so its logits are counted apart)."""
-    if task in ("sft", "text"):
+    if registry.task(task).causal:
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model
         if hasattr(model, "prompt_encoder"):
             return model  # prompt tuning: peft prepends the virtual tokens in its own forward
@@ -399,7 +398,7 @@ def _logits_bytes(shape: ModelShape, task: str, hp: Hyperparameters, execution: 
         # of the hidden states and the hidden states the head saves.
         temporaries = 1 if execution.device == "cuda" else 3
         return tile_tokens * tile_vocab * compute * temporaries + tokens * shape.hidden_size * (4 + compute)
-    if task == "seq2seq":
+    if registry.task(task).architecture == "seq2seq":
         # Seq2SeqTrainer's loss: logits, their fp32 log-softmax, and the logits' gradient.
         return tokens * vocab * 4 * 3
     return 0
@@ -423,18 +422,18 @@ def estimate_memory(
         weights = counts.quantizable * NF4_BYTES_PER_PARAMETER + (counts.total - counts.quantizable) * 4
     else:
         weights = counts.total * _DTYPE_BYTES[execution.weight_dtype]
-    adapter = method in ("lora", "qlora", "prompt_tuning")
-    if adapter:
+    trains = registry.method(method).trains
+    if registry.method(method).adapter:
         weights += counts.trainable * 4  # adapters (and heads they save) train in fp32
     gradients = counts.trainable * 4
     optimizer_state = counts.trainable * 8  # AdamW: two fp32 moments
 
     tokens = hp.batch_size * hp.max_length
-    if method == "prompt_tuning":
+    if trains == "soft_prompt":
         tokens = hp.batch_size * (hp.max_length + hp.num_virtual_tokens)
     profile = activation_profile(shape, task, method, hp, execution, num_labels)
     layers = shape.num_layers
-    if method == "freeze":
+    if trains == "last_layers":
         # Nothing below the first trainable block needs a gradient, so autograd keeps nothing there.
         layers = min(hp.trainable_layers, layers)
     block = profile.per_block + profile.per_pair * hp.max_length
@@ -448,7 +447,7 @@ def estimate_memory(
         # Liger's RMSNorm and SwiGLU recompute what the eager layers keep: about a third of a block's activations.
         blocks *= 0.7
     activations = int(tokens * (blocks + profile.outside))
-    if method == "head":
+    if trains == "head":
         activations = int(tokens * (block + profile.outside))  # nothing flows back into the frozen base
 
     # Autocast keeps a 16-bit copy of each fp32 weight that a matmul used, until its backward (per block under
@@ -467,12 +466,12 @@ def estimate_memory(
     loading = 0
     if not on_cuda:
         workspace += int(0.05 * (weights + gradients + optimizer_state))
-        if method in ("lora", "qlora", "prompt_tuning", "freeze"):
+        if trains in ("adapter", "soft_prompt", "last_layers"):
             # With a frozen base the CPU peak falls in the backward pass, where the activations' gradients and the
             # allocator's unreturned blocks sit beside what forward kept; with full fine-tuning the gradients take
             # that room and are counted as such. Fitted on the calibration runs.
             activations = int(activations * CPU_BACKWARD_FACTOR)
-        runtime = CPU_RUNTIME_BYTES + (CPU_TRL_RUNTIME_BYTES if task in ("sft", "text") else 0)
+        runtime = CPU_RUNTIME_BYTES + (CPU_TRL_RUNTIME_BYTES if registry.task(task).causal else 0)
         # Loading reads the safetensors through a memory map: the file's pages and the tensors are resident at once.
         loading = int(2 * counts.total * _DTYPE_BYTES.get(execution.weight_dtype, 2)) + runtime
     return MemoryEstimate(

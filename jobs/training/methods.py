@@ -20,17 +20,14 @@ from peft import (
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
 )
 
+from jobs.training import registry
 from jobs.training.execution import Execution
-from jobs.training.spec import METHODS_BY_TASK, SpecError
+from jobs.training.spec import SpecError
 
 logger = logging.getLogger(__name__)
 
@@ -49,24 +46,7 @@ ENCODER_ONLY_TYPES = {
     "camembert",
 }
 
-_MODEL_CLASS = {
-    "sft": AutoModelForCausalLM,
-    "text": AutoModelForCausalLM,
-    "classification": AutoModelForSequenceClassification,
-    "token_classification": AutoModelForTokenClassification,
-    "seq2seq": AutoModelForSeq2SeqLM,
-}
-
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-_PEFT_TASK_TYPE = {
-    "sft": TaskType.CAUSAL_LM,
-    "text": TaskType.CAUSAL_LM,
-    "classification": TaskType.SEQ_CLS,
-    "token_classification": TaskType.TOKEN_CLS,
-    "seq2seq": TaskType.SEQ_2_SEQ_LM,
-}
-
 
 def resolve_device(device: str) -> str:
     """'auto' picks CUDA when a GPU is visible, else the CPU."""
@@ -80,19 +60,17 @@ def resolve_device(device: str) -> str:
 def check_combination(task: str, method: str, config: PretrainedConfig, device: str) -> None:
     """Refuse, with reasons, the task x method x architecture x device combinations that cannot work."""
     problems = []
-    if method not in METHODS_BY_TASK.get(task, ()):
-        allowed = ", ".join(METHODS_BY_TASK.get(task, ()))
-        problems.append(f"Method '{method}' does not apply to task '{task}'; choose one of: {allowed}.")
-    if method == "prompt_tuning" and task not in ("sft", "text"):
-        problems.append("Prompt tuning is supported for causal language models only (tasks sft and text).")
+    entry = registry.task(task)
+    if method not in entry.methods:
+        problems.append(f"Method '{method}' does not apply to task '{task}'; choose one of: {', '.join(entry.methods)}.")
     encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
-    if task in ("sft", "text") and (encoder_decoder or config.model_type in ENCODER_ONLY_TYPES):
+    if entry.causal and (encoder_decoder or config.model_type in ENCODER_ONLY_TYPES):
         problems.append(f"Task '{task}' needs a causal language model; '{config.model_type}' cannot generate text.")
-    if task == "seq2seq" and not encoder_decoder:
-        problems.append(f"Task 'seq2seq' needs an encoder-decoder model (T5, BART); '{config.model_type}' is not.")
-    if method == "qlora":
+    if entry.architecture == "seq2seq" and not encoder_decoder:
+        problems.append(f"Task '{task}' needs an encoder-decoder model (T5, BART); '{config.model_type}' is not.")
+    if registry.method(method).needs_cuda:
         if device != "cuda":
-            problems.append("QLoRA needs a CUDA GPU worker.")
+            problems.append(f"{registry.method(method).label} needs a CUDA GPU worker.")
         elif importlib.util.find_spec("bitsandbytes") is None:
             problems.append("QLoRA needs the bitsandbytes package on the GPU worker.")
     if problems:
@@ -166,7 +144,7 @@ def load_model(
         # Decoder classifiers pick the last non-pad token, so they must know the pad id.
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     kwargs.update(storage_kwargs(execution))
-    model, loading_info = _MODEL_CLASS[task].from_pretrained(
+    model, loading_info = registry.auto_class(task).from_pretrained(
         base_model_dir, output_loading_info=True, trust_remote_code=False, **kwargs
     )
     # Weights the base checkpoint lacks (the new head, sometimes a pooler) are random: an adapter must carry them,
@@ -254,7 +232,7 @@ def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, executio
             model, use_gradient_checkpointing=execution.activation_checkpointing
         )
     config = LoraConfig(
-        task_type=_PEFT_TASK_TYPE[task],
+        task_type=registry.peft_task_type(task),
         r=hp.lora_r,
         lora_alpha=hp.lora_alpha,
         lora_dropout=hp.lora_dropout,
@@ -264,7 +242,7 @@ def apply_lora(model: PreTrainedModel, task: str, method: str, hp: Any, executio
         modules_to_save=[m for m in getattr(model, "newly_initialized_modules", []) if m not in _PEFT_HEAD_NAMES] or None,
     )
     peft_model = get_peft_model(model, config)
-    if task in ("classification", "token_classification"):
+    if registry.task(task).classifier:
         head_trainable = any(p.requires_grad for n, p in peft_model.named_parameters() if "modules_to_save" in n)
         if not head_trainable:
             raise SpecError(f"LoRA could not find the classification head of '{model.config.model_type}'.")

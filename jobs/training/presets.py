@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
-from jobs.training.spec import METHODS, METHODS_BY_TASK, PRESETS, TASKS, Hyperparameters, SpecError
+from jobs.training import registry
+from jobs.training.registry import METHODS, METHODS_BY_TASK, TASKS
+from jobs.training.spec import HYPERPARAMETERS, PRESETS, Hyperparameters, SpecError
 
 # Learning rates per method and task family. Why these values:
 # - generative (causal LM SFT / text): 2e-5 full (SmolLM2's own SFT recipe sits at 1e-5..3e-5), 2e-4 LoRA (peft
@@ -63,62 +64,9 @@ _EVAL_MAX_ROWS: dict[str, dict[str, int]] = {
 # LoRA rank grows with the preset; alpha = 2r keeps the effective scale constant (rsLoRA-style intuition).
 _LORA_RANK = {"quick": 8, "balanced": 16, "thorough": 32}
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "epochs": (int, float),
-    "learning_rate": (int, float),
-    "batch_size": (int,),
-    "max_length": (int,),
-    "warmup_ratio": (int, float),
-    "weight_decay": (int, float),
-    "seed": (int,),
-    "eval_fraction": (int, float),
-    "packing": (bool,),
-    "lora_r": (int,),
-    "lora_alpha": (int,),
-    "lora_dropout": (int, float),
-    "target_modules": (list, str, type(None)),
-    "trainable_layers": (int,),
-    "prompt_init_text": (str, type(None)),
-    "num_virtual_tokens": (int,),
-    "preset": (str,),
-    "gradient_accumulation_steps": (int,),
-    "early_stopping_patience": (int, type(None)),
-    "save_steps": (int,),
-    "activation_checkpointing": (bool,),
-    "eval_max_rows": (int,),
-    "max_steps": (int, type(None)),
-}
-
-# Inclusive ranges; values outside are almost surely typos (a learning rate of 2 instead of 2e-4).
-_RANGES: dict[str, tuple[float, float]] = {
-    "epochs": (0.01, 100),
-    "learning_rate": (1e-7, 1.0),
-    "batch_size": (1, 1024),
-    "max_length": (8, 131072),
-    "warmup_ratio": (0.0, 0.5),
-    "weight_decay": (0.0, 1.0),
-    "seed": (0, 2**32 - 1),
-    "eval_fraction": (0.01, 0.5),
-    "lora_r": (1, 1024),
-    "lora_alpha": (1, 4096),
-    "lora_dropout": (0.0, 0.9),
-    "trainable_layers": (1, 1000),
-    "num_virtual_tokens": (1, 512),
-    "gradient_accumulation_steps": (1, 1024),
-    "early_stopping_patience": (1, 100),
-    "save_steps": (1, 1_000_000),
-    "eval_max_rows": (1, 1_000_000),
-    "max_steps": (1, 10_000_000),
-}
-
-
 def task_family(task: str) -> str:
     """Which preset family a task belongs to."""
-    if task in ("sft", "text"):
-        return "generative"
-    if task == "seq2seq":
-        return "seq2seq"
-    return "encoder"
+    return registry.task(task).preset_family
 
 
 def _batch_size(family: str, parameter_count: int) -> tuple[int, int]:
@@ -133,20 +81,20 @@ def _batch_size(family: str, parameter_count: int) -> tuple[int, int]:
 
 def validate_overrides(overrides: dict[str, Any]) -> list[str]:
     """Problems with user-given hyperparameters, one sentence each; empty when all are fine."""
-    known = {f.name for f in fields(Hyperparameters)}
+    known = HYPERPARAMETERS
     problems = []
     for key, value in overrides.items():
         if key not in known:
             problems.append(f"Unknown hyperparameter '{key}'; known ones are: {', '.join(sorted(known))}.")
             continue
-        allowed = _TYPES[key]
+        allowed = known[key]["types"]
         # bool is an int in Python; a true/false where a number is expected is a mistake, not a 1.
         if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
             names = " or ".join(t.__name__ for t in allowed if t is not type(None))
             problems.append(f"Hyperparameter '{key}' must be a {names}, not {value!r}.")
             continue
-        if key in _RANGES and isinstance(value, (int, float)):
-            low, high = _RANGES[key]
+        if known[key]["range"] and isinstance(value, (int, float)):
+            low, high = known[key]["range"]
             if not low <= value <= high:
                 problems.append(f"Hyperparameter '{key}' must be between {low:g} and {high:g}, not {value!r}.")
         if key == "preset" and value not in PRESETS:

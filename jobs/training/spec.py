@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-TASKS = ("sft", "text", "classification", "token_classification", "seq2seq")
-METHODS = ("full", "freeze", "lora", "qlora", "prompt_tuning", "head")
 PRESETS = ("quick", "balanced", "thorough")
-
-# Which methods make sense for which task. prompt_tuning is kept to causal LMs (peft supports more,
-# but a soft prompt on a classifier rarely beats a LoRA head and the form should not offer it);
-# head needs a new head, which generative tasks do not have.
-METHODS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "sft": ("full", "freeze", "lora", "qlora", "prompt_tuning"),
-    "text": ("full", "freeze", "lora", "qlora", "prompt_tuning"),
-    "classification": ("full", "freeze", "lora", "qlora", "head"),
-    "token_classification": ("full", "freeze", "lora", "qlora", "head"),
-    "seq2seq": ("full", "freeze", "lora", "qlora"),
-}
-
-# Methods whose artifact is an adapter on top of the base rather than a new full model.
-ADAPTER_METHODS = ("lora", "qlora", "prompt_tuning")
 
 
 class SpecError(ValueError):
@@ -42,43 +26,79 @@ class DatasetFiles:
     validation: Path | None = None
 
 
+def knob(
+    default: Any,
+    types: tuple[type, ...],
+    help_text: str,
+    bounds: tuple[float, float] | None = None,
+    form: str = "",
+) -> Any:
+    """One hyperparameter's whole definition: default, accepted types, inclusive range and help text. The dataclass
+    below, override validation (`presets.validate_overrides`), the wizard's advanced fields (`form`: "int" or
+    "float" to offer it there) and the API schema all read it."""
+    return field(default=default, metadata={"types": types, "help": help_text, "range": bounds, "form": form})
+
+
+_NUMBER = (int, float)
+
+
 @dataclass
 class Hyperparameters:
     """Every knob of a run. API.md names first; `resolve_hyperparameters` fills them from a preset."""
 
-    epochs: float = 3.0
-    learning_rate: float = 2e-4
-    batch_size: int = 8
-    max_length: int = 512
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    seed: int = 42
-    eval_fraction: float = 0.1
-    packing: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: list[str] | None = None
-    trainable_layers: int = 2
-    prompt_init_text: str | None = None
-    num_virtual_tokens: int = 16
-    preset: str = "balanced"
-    gradient_accumulation_steps: int = 1
-    early_stopping_patience: int | None = None
-    save_steps: int = 50
+    epochs: float = knob(3.0, _NUMBER, "Passes over the training rows.", (0.01, 100), form="float")
+    learning_rate: float = knob(2e-4, _NUMBER, "Step size of the optimizer (AdamW).", (1e-7, 1.0), form="float")
+    batch_size: int = knob(8, (int,), "Rows per micro-batch on the device.", (1, 1024), form="int")
+    max_length: int = knob(512, (int,), "Tokens per sequence; longer rows are cut or split.", (8, 131072), form="int")
+    warmup_ratio: float = knob(0.05, _NUMBER, "Share of steps spent warming the learning rate up.", (0.0, 0.5), form="float")
+    weight_decay: float = knob(0.0, _NUMBER, "AdamW's weight decay.", (0.0, 1.0), form="float")
+    seed: int = knob(42, (int,), "Seed of the split, the shuffling and new weights.", (0, 2**32 - 1), form="int")
+    eval_fraction: float = knob(
+        0.1, _NUMBER, "Share of rows held out as the validation split (datasets without their own).", (0.01, 0.5),
+        form="float",
+    )
+    packing: bool = knob(True, (bool,), "Pack several short rows into one sequence (causal LMs).")
+    lora_r: int = knob(16, (int,), "LoRA rank.", (1, 1024), form="int")
+    lora_alpha: int = knob(32, (int,), "LoRA scale numerator (the update is scaled by alpha / r).", (1, 4096), form="int")
+    lora_dropout: float = knob(0.05, _NUMBER, "Dropout on LoRA's input.", (0.0, 0.9), form="float")
+    target_modules: list[str] | None = knob(
+        None, (list, str, type(None)), "LoRA target modules: a list of names or 'all-linear' (default: per architecture)."
+    )
+    trainable_layers: int = knob(2, (int,), "Method freeze: how many of the last layers train.", (1, 1000), form="int")
+    prompt_init_text: str | None = knob(None, (str, type(None)), "Prompt tuning starts from this natural-language prompt.")
+    num_virtual_tokens: int = knob(16, (int,), "Prompt tuning: length of the soft prompt.", (1, 512), form="int")
+    preset: str = knob("balanced", (str,), "quick, balanced or thorough: the defaults every other value starts from.")
+    gradient_accumulation_steps: int = knob(
+        1, (int,), "Micro-batches per optimizer step (the effective batch is their product).", (1, 1024)
+    )
+    early_stopping_patience: int | None = knob(
+        None, (int, type(None)), "Stop after this many evaluations without improvement.", (1, 100)
+    )
+    save_steps: int = knob(50, (int,), "A checkpoint every this many optimizer steps.", (1, 1_000_000))
     # Rows of each validation split that an evaluation reads (a seeded sample): the base ("before") and the final
     # evaluation read the same ones, so their cost stays bounded however large the split is.
-    eval_max_rows: int = 200
+    eval_max_rows: int = knob(
+        200, (int,), "Validation rows each evaluation reads (the same sample before and after).", (1, 1_000_000),
+        form="int",
+    )
     # A cap on optimizer steps (None: the epochs decide); the quick preset uses it to give a first result in minutes.
-    max_steps: int | None = None
+    max_steps: int | None = knob(
+        None, (int, type(None)), "A cap on optimizer steps (empty: the epochs decide).", (1, 10_000_000), form="int"
+    )
     # Recompute activations in the backward pass: a third slower, far less memory. Off unless the job's plan finds
     # that it does not fit without it (jobs.training.memory.fit_to_memory).
-    activation_checkpointing: bool = False
+    activation_checkpointing: bool = knob(
+        False, (bool,), "Recompute activations in the backward pass: a third slower, far less memory."
+    )
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+# name -> the knob's metadata (types, help, range, form), in declaration order.
+HYPERPARAMETERS: dict[str, Any] = {item.name: item.metadata for item in fields(Hyperparameters)}
 
 
 @dataclass

@@ -22,7 +22,7 @@ def test_prompt_tuning_on_an_encoder_is_refused(tmp_path: Path, tiny_encoder: Pa
     # resolve_hyperparameters already refuses the task x method pair, the engine refuses it again for direct callers.
     spec = make_spec(tmp_path, tiny_encoder, "classification", "lora", classification_rows(8))
     spec.method = "prompt_tuning"
-    assert "Prompt tuning is supported for causal language models only" in _refusal(spec)
+    assert "Method 'prompt_tuning' does not apply to task 'classification'" in _refusal(spec)
 
 
 def test_qlora_on_a_cpu_worker_is_refused(tmp_path: Path, tiny_lm: Path) -> None:

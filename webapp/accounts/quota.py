@@ -20,11 +20,10 @@ from django.core.files.storage import default_storage
 from django.db.models import Sum
 from django.urls import reverse
 
+from jobs.training import registry
 from webapp.lib.errors import LayercakeError, RowError
 
 MB = 1024 * 1024
-# What a model of this method family adds to the catalog, relative to its base: adapters are small.
-FULL_MODEL_METHODS = ("full", "freeze", "head")
 
 
 def size_text(size: int) -> str:
@@ -166,4 +165,4 @@ def check_room(user: Any, incoming: int, what: str = "This upload") -> None:
 
 def expected_result_bytes(base_model: Any, method: str) -> int:
     """About what a job's result adds: a full model is about its base's size; an adapter is small (counted as 0)."""
-    return int(base_model.size_bytes or 0) if method in FULL_MODEL_METHODS else 0
+    return 0 if method in registry.ADAPTER_METHODS else int(base_model.size_bytes or 0)

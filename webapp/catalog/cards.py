@@ -8,14 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The transformers class that loads each task's model (webapp.catalog.loading.auto_class, by name).
-AUTO_CLASS_NAMES = {
-    "sft": "AutoModelForCausalLM",
-    "text": "AutoModelForCausalLM",
-    "classification": "AutoModelForSequenceClassification",
-    "token_classification": "AutoModelForTokenClassification",
-    "seq2seq": "AutoModelForSeq2SeqLM",
-}
+from jobs.training import registry
+
 USE_HEADING = "## Use"
 TRY_IT = {
     "sft": ['inputs = tokenizer("Hello, who are you?", return_tensors="pt")',
@@ -81,7 +75,7 @@ def curl_line(download: Download) -> str:
 
 
 def python_lines(loading: Loading, model: Download, base: Download | None) -> list[str]:
-    auto = AUTO_CLASS_NAMES.get(loading.task, "AutoModel")
+    auto = registry.task(loading.task).model_class if loading.task in registry.TASKS else "AutoModel"
     imports = sorted({auto, "AutoTokenizer"} | ({"AutoConfig"} if loading.adapter_has_config else set()))
     tokenizer_folder = model.folder if loading.has_tokenizer or base is None else base.folder
     if loading.is_adapter and base is not None:

@@ -6,15 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-# peft's task types, mapped to the API's task vocabulary.
-TASK_BY_PEFT_TASK_TYPE = {
-    "CAUSAL_LM": "sft",
-    "SEQ_CLS": "classification",
-    "TOKEN_CLS": "token_classification",
-    "SEQ_2_SEQ_LM": "seq2seq",
-}
-GENERATIVE_TASKS = ("sft", "text", "seq2seq")
-CLASSIFIER_TASKS = ("classification", "token_classification")
+from jobs.training import registry
 
 
 def is_adapter_folder(folder: Path) -> bool:
@@ -34,39 +26,12 @@ def task_of_folder(folder: Path) -> str:
 
 
 def task_of_adapter_config(adapter_config: dict[str, Any]) -> str:
-    return TASK_BY_PEFT_TASK_TYPE.get(adapter_config.get("task_type") or "CAUSAL_LM", "sft")
+    return registry.task_of_peft_type(adapter_config.get("task_type"))
 
 
 def task_of_config(config: dict[str, Any]) -> str:
     """What a model's config.json says it does, from the architecture's head."""
-    architectures = " ".join(config.get("architectures") or [])
-    if "ForSequenceClassification" in architectures:
-        return "classification"
-    if "ForTokenClassification" in architectures:
-        return "token_classification"
-    if config.get("is_encoder_decoder") or "ConditionalGeneration" in architectures:
-        return "seq2seq"
-    if "CausalLM" in architectures or "LMHead" in architectures:
-        return "sft"
-    return "feature_extraction"
-
-
-def auto_class(task: str) -> Any:
-    from transformers import (
-        AutoModel,
-        AutoModelForCausalLM,
-        AutoModelForSeq2SeqLM,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-    )
-
-    return {
-        "sft": AutoModelForCausalLM,
-        "text": AutoModelForCausalLM,
-        "classification": AutoModelForSequenceClassification,
-        "token_classification": AutoModelForTokenClassification,
-        "seq2seq": AutoModelForSeq2SeqLM,
-    }.get(task, AutoModel)
+    return registry.task_of_architectures(config.get("architectures") or [], bool(config.get("is_encoder_decoder")))
 
 
 def load_tokenizer(folder: Path, fallback: Path | None = None) -> Any:
@@ -85,7 +50,7 @@ def load_plain(folder: Path, task: str | None = None) -> Any:
     import torch
 
     task = task or task_of_folder(folder)
-    model = auto_class(task).from_pretrained(folder, use_safetensors=True, dtype=torch.float32, trust_remote_code=False)
+    model = registry.auto_class(task).from_pretrained(folder, use_safetensors=True, dtype=torch.float32, trust_remote_code=False)
     return model.eval()
 
 
@@ -99,7 +64,7 @@ def head_config(adapter_dir: Path, base_dir: Path) -> Any:
 def head_signature(adapter_dir: Path) -> str:
     """Adapters whose task head has the same shape can share one resident base; others need their own."""
     task = task_of_folder(adapter_dir)
-    if task not in CLASSIFIER_TASKS:
+    if task not in registry.CLASSIFIER_TASKS:
         return task
     labels = "?"
     if (adapter_dir / "config.json").exists():
@@ -113,9 +78,9 @@ def load_base_for_adapter(adapter_dir: Path, base_dir: Path) -> Any:
 
     task = task_of_folder(adapter_dir)
     kwargs: dict[str, Any] = {"use_safetensors": True, "dtype": torch.float32}
-    if task in CLASSIFIER_TASKS:
+    if task in registry.CLASSIFIER_TASKS:
         kwargs["config"] = head_config(adapter_dir, base_dir)
-    return auto_class(task).from_pretrained(base_dir, trust_remote_code=False, **kwargs).eval()
+    return registry.auto_class(task).from_pretrained(base_dir, trust_remote_code=False, **kwargs).eval()
 
 
 def attach_adapter(base: Any, adapter_dir: Path, adapter_name: str = "default") -> Any:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from jobs.training import registry
 from webapp.catalog import loading
 
 # Fixed probes: the same inputs go through adapter-on-base and the merged model.
@@ -27,7 +28,6 @@ PROBE_PROMPTS: dict[str, list[str]] = {
 LOGIT_ATOL = 1e-3
 LOGIT_RTOL = 1e-3
 GENERATED_TOKENS = 12
-NOT_MERGEABLE = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 
 
 class PromptTuningNotMergeable(ValueError):
@@ -106,7 +106,7 @@ def compare(
     return {
         "passed": passed,
         "task": task,
-        "compared": "greedy generations" if task in loading.GENERATIVE_TASKS else "predicted labels",
+        "compared": "greedy generations" if task in registry.GENERATIVE_TASKS else "predicted labels",
         "tolerance": {"atol": atol, "rtol": rtol},
         "max_abs_logit_diff": worst if math.isfinite(worst) else None,
         "prompts": rows,
@@ -117,10 +117,10 @@ def merge_and_prove(adapter_dir: Path, base_dir: Path, out_dir: Path) -> dict[st
     """Write the merged model (safetensors + tokenizer) to `out_dir`, then return the evidence comparing
     adapter-on-base with the merged model reloaded from disk; the caller decides on `evidence["passed"]`."""
     config = loading.read_adapter_config(adapter_dir)
-    if config.get("peft_type") in NOT_MERGEABLE:
+    if not registry.peft_type_mergeable(config.get("peft_type")):
         raise PromptTuningNotMergeable(config.get("peft_type"))
     task = loading.task_of_folder(adapter_dir)
-    prompts = PROBE_PROMPTS["generative" if task in loading.GENERATIVE_TASKS else "classifier"]
+    prompts = PROBE_PROMPTS["generative" if task in registry.GENERATIVE_TASKS else "classifier"]
     tokenizer = loading.load_tokenizer(adapter_dir, base_dir)
     adapted = loading.load_adapter_on_base(adapter_dir, base_dir)
     reference = probe(adapted, tokenizer, task, prompts)

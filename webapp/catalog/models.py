@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from jobs.training import registry
+
 
 class Kind(models.TextChoices):
     BASE = "base", "Base model"
@@ -105,7 +107,8 @@ class CatalogModel(models.Model):
 
     @property
     def can_merge(self) -> bool:
-        return self.kind == Kind.ADAPTER and "PROMPT_TUNING" not in self.architecture
+        # An adapter's architecture reads "<PEFT_TYPE> adapter on <base architecture>" (catalog.services.derived_facts).
+        return self.kind == Kind.ADAPTER and registry.peft_type_mergeable(self.architecture.split(" ", 1)[0])
 
     def local_dir(self):  # -> Path; typed loosely to keep pathlib out of the model import
         from webapp.catalog.services import local_dir

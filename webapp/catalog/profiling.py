@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.training import registry
 from webapp.catalog import loading
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +28,6 @@ GENERATED_TOKENS = 16
 REPEATS = 3
 CLASSIFIER_REPEATS = 20
 PROFILE_PROMPT = "Write a short story about a cat who finds a small house."
-NOT_MERGEABLE = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
 # Others' share of the machine's CPU during a measurement above which the figures are flagged as measured under load.
 BUSY_FRACTION = 0.25
 # A full model doing more work per token than the adapter over a shared base is impossible: noise, so measure again.
@@ -72,7 +72,7 @@ def latency_ms(model: Any, tokenizer: Any, task: str) -> tuple[float, str, dict[
     import torch
 
     with torch.no_grad():
-        if task in loading.GENERATIVE_TASKS:
+        if task in registry.GENERATIVE_TASKS:
             inputs = loading.chat_inputs(tokenizer, PROFILE_PROMPT) if task != "seq2seq" else tokenizer(PROFILE_PROMPT, return_tensors="pt")
 
             def timed(tokens: int) -> float:
@@ -222,7 +222,7 @@ def profile(
     """
     with tempfile.TemporaryDirectory(prefix="profile-") as scratch:
         merged_dir = None
-        if base_dir is not None and loading.read_adapter_config(model_dir).get("peft_type") not in NOT_MERGEABLE:
+        if base_dir is not None and registry.peft_type_mergeable(loading.read_adapter_config(model_dir).get("peft_type")):
             merged_dir = write_merged_copy(model_dir, base_dir, Path(scratch) / "merged")
         attempts = [measure_rows(model_dir, base_dir, merged_dir, storage, threads, measure)]
         reasons = []

@@ -4,35 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobs.training import registry
 from webapp.lib.errors import LayercakeError
 
-SHAPES = ("instruction", "chat", "text", "classification", "token_classification", "seq2seq")
-TASKS = ("sft", "text", "classification", "token_classification", "seq2seq")
-
-# The expected columns of each shape, required ones first; `input` and `system` are optional.
-SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "instruction": ("instruction", "input", "output"),
-    "chat": ("messages", "system"),
-    "text": ("text",),
-    "classification": ("text", "label"),
-    "token_classification": ("tokens", "tags"),
-    "seq2seq": ("source", "target"),
-}
-OPTIONAL_COLUMNS = {"input", "system"}
+SHAPES = registry.SHAPES
+TASKS = registry.TASKS
+# The expected columns of each shape, required ones first.
+SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {name: shape.columns for name, shape in registry.SHAPE_TABLE.items()}
+OPTIONAL_COLUMNS = {name for shape in registry.SHAPE_TABLE.values() for name in shape.optional}
 # Other tools' names for an expected column, used when the expected name itself is absent:
 # LLaMA-Factory's ShareGPT format keeps turns under `conversations`.
 COLUMN_ALIASES = {"messages": ("conversations",)}
 PREFERENCE_COLUMNS = ("chosen", "rejected")
-TASK_OF_SHAPE = {
-    "instruction": "sft",
-    "chat": "sft",
-    "text": "text",
-    "classification": "classification",
-    "token_classification": "token_classification",
-    "seq2seq": "seq2seq",
-}
-# Tried in this order: the most specific shapes first, so text+label is classification, not text.
-DETECTION_ORDER = ("chat", "instruction", "token_classification", "seq2seq", "classification", "text")
+TASK_OF_SHAPE = {name: shape.task for name, shape in registry.SHAPE_TABLE.items()}
+# Tried in the registry's order: the most specific shapes first, so text+label is classification, not text.
+DETECTION_ORDER = registry.SHAPES
 EXPECTED_COLUMNS = sorted({name for names in SHAPE_COLUMNS.values() for name in names})
 
 
@@ -48,7 +34,7 @@ class Shape:
 
 
 def required_columns(shape: str) -> tuple[str, ...]:
-    return tuple(name for name in SHAPE_COLUMNS[shape] if name not in OPTIONAL_COLUMNS)
+    return registry.SHAPE_TABLE[shape].required
 
 
 def resolve_columns(columns: list[str], mapping: dict[str, str] | None = None) -> dict[str, str]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from jobs.training import registry
 from webapp.catalog import loading
 from webapp.lib.errors import LayercakeError, RowError
 from webapp.playground.resident import Served
@@ -70,7 +71,7 @@ class GenerationSettings:
 
 def answer(served: Served, text: str, on_update: OnUpdate, settings: GenerationSettings | None = None) -> dict[str, Any]:
     """The answer's fields for the page: `text` for generations, `labels` for classifiers, `tokens` for taggers."""
-    if served.task in loading.GENERATIVE_TASKS:
+    if served.task in registry.GENERATIVE_TASKS:
         return generate(served, text, on_update, settings or GenerationSettings())
     if served.task == "classification":
         return classify(served, text)

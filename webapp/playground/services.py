@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from jobs.training import registry
 from webapp.catalog import loading
 from webapp.catalog.models import CatalogModel, Family, Kind
 from webapp.catalog.services import local_dir
@@ -145,7 +146,7 @@ def served_model(model: CatalogModel, companions: list[CatalogModel]) -> tuple[S
 def has_untrained_head(base: CatalogModel, task: str) -> bool:
     """A bare base served for a classifier task answers through a head made at random when it was loaded:
     its scores (about 1/N per label) say nothing about the base, only that it has no head of its own."""
-    return task in loading.CLASSIFIER_TASKS and loading.task_of_folder(local_dir(base)) not in loading.CLASSIFIER_TASKS
+    return task in registry.CLASSIFIER_TASKS and loading.task_of_folder(local_dir(base)) not in registry.CLASSIFIER_TASKS
 
 
 def generation_settings(run: PlaygroundRun) -> answering.GenerationSettings:

@@ -1,0 +1,218 @@
+"""The one table of what Layercake trains: tasks, the dataset shapes that feed them, the methods that apply to them.
+
+Everything else reads it: dataset shape detection, presets, the engine's model loading and method preparation, the
+artifact's card, the memory estimate, catalog loading, the job wizard, `plan_job` and the API's vocabulary. Adding a
+task means a `Task` row here, its data adapter (`jobs.training.data`) and its trainer branch (`jobs.training.engine`).
+
+Plain data, no Django and no torch at import time: the webapp and the engine both import it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to train: which weights change, and what comes out."""
+
+    name: str
+    label: str  # for people
+    summary: str  # one line for the wizard
+    adapter: bool  # the result is an adapter layered on the base (else a new full model)
+    mergeable: bool  # the adapter's weights fold into the base's (LoRA-style deltas; a soft prompt does not)
+    needs_cuda: bool = False  # QLoRA's 4-bit weights need bitsandbytes on a CUDA GPU
+    # What the memory estimate needs to know: which weights carry gradients and optimizer state.
+    trains: str = "all"  # all | last_layers | head | adapter | soft_prompt
+
+
+METHOD_TABLE: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method(
+            "full", "Full fine-tuning", "Trains every weight: the most capacity and ~4x the model's size in memory. A new full model.",
+            adapter=False, mergeable=False,
+        ),
+        Method(
+            "freeze", "Partial fine-tuning", "Partial fine-tuning: trains only the last layers (and the head). A new full model.",
+            adapter=False, mergeable=False, trains="last_layers",
+        ),
+        Method(
+            "lora", "LoRA", "Trains small low-rank adapters beside frozen weights. Small files, low memory, close to full quality.",
+            adapter=True, mergeable=True, trains="adapter",
+        ),
+        Method(
+            "qlora", "QLoRA", "LoRA over a 4-bit base: the least memory for big models. Needs a CUDA GPU worker.",
+            adapter=True, mergeable=True, needs_cuda=True, trains="adapter",
+        ),
+        Method(
+            "prompt_tuning", "Prompt tuning",
+            "Learns a soft prompt of a few virtual tokens; the model is untouched. Tiny files, least memory.",
+            adapter=True, mergeable=False, trains="soft_prompt",
+        ),
+        Method(
+            "head", "Head only",
+            "Transfer learning: the base stays frozen and only a new task head trains. Fast, cheap, a solid baseline.",
+            adapter=False, mergeable=False, trains="head",
+        ),
+    )
+}
+# peft's prompt-learning adapters add virtual tokens rather than weight deltas: nothing to fold into the base.
+# Every other adapter type (LoRA, QLoRA's LoRA, imported IA3 or LoHa) merges.
+PROMPT_LEARNING_PEFT_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING")
+
+
+def peft_type_mergeable(peft_type: str | None) -> bool:
+    """Whether an adapter of this peft type (adapter_config.json's `peft_type`) can be merged into its base."""
+    return (peft_type or "").upper() not in PROMPT_LEARNING_PEFT_TYPES
+
+
+# The order the wizard offers them in: the lightest first.
+METHOD_LADDER = ("prompt_tuning", "lora", "qlora", "head", "freeze", "full")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A dataset layout (API.md's column names, case-insensitive): required columns, then optional ones."""
+
+    name: str
+    task: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+# In detection order: the most specific first, so text + label is classification, not raw text.
+SHAPE_TABLE: dict[str, Shape] = {
+    shape.name: shape
+    for shape in (
+        Shape("chat", "sft", ("messages",), ("system",)),
+        Shape("instruction", "sft", ("instruction", "output"), ("input",)),
+        Shape("token_classification", "token_classification", ("tokens", "tags")),
+        Shape("seq2seq", "seq2seq", ("source", "target")),
+        Shape("classification", "classification", ("text", "label")),
+        Shape("text", "text", ("text",)),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a fine-tuned model does, and everything the code needs to know to train and serve it."""
+
+    name: str
+    label: str  # for people (the wizard)
+    architecture: str  # the catalog family a base needs: causal_lm | encoder | seq2seq
+    model_class: str  # the transformers Auto class of the trained model
+    peft_task_type: str  # peft's TaskType name
+    pipeline_tag: str  # the Hugging Face hub's, written into the model card
+    preset_family: str  # generative | encoder | seq2seq (jobs.training.presets)
+    methods: tuple[str, ...]
+    # Which trainer branch of the engine runs it: "sft" (TRL's SFTTrainer: chat templates, packing, its fused LM
+    # head), "classifier" (Trainer over a new head), "seq2seq" (Seq2SeqTrainer).
+    trainer: str
+    # A head over labels found in the data (a classifier), or text out (generative).
+    classifier: bool = False
+
+    @property
+    def shapes(self) -> tuple[str, ...]:
+        return tuple(shape.name for shape in SHAPE_TABLE.values() if shape.task == self.name)
+
+    @property
+    def generative(self) -> bool:
+        return not self.classifier
+
+    @property
+    def causal(self) -> bool:
+        return self.architecture == "causal_lm"
+
+
+_LM_METHODS = ("full", "freeze", "lora", "qlora", "prompt_tuning")
+_CLASSIFIER_METHODS = ("full", "freeze", "lora", "qlora", "head")
+
+TASK_TABLE: dict[str, Task] = {
+    task.name: task
+    for task in (
+        Task(
+            "sft", "Instruction / chat fine-tuning (SFT)", "causal_lm", "AutoModelForCausalLM", "CAUSAL_LM",
+            "text-generation", "generative", _LM_METHODS, "sft",
+        ),
+        Task(
+            "text", "Continued pre-training on raw text", "causal_lm", "AutoModelForCausalLM", "CAUSAL_LM",
+            "text-generation", "generative", _LM_METHODS, "sft",
+        ),
+        Task(
+            "classification", "Text classification", "encoder", "AutoModelForSequenceClassification", "SEQ_CLS",
+            "text-classification", "encoder", _CLASSIFIER_METHODS, "classifier", classifier=True,
+        ),
+        Task(
+            "token_classification", "Token classification (tagging)", "encoder", "AutoModelForTokenClassification",
+            "TOKEN_CLS", "token-classification", "encoder", _CLASSIFIER_METHODS, "classifier", classifier=True,
+        ),
+        Task(
+            "seq2seq", "Sequence to sequence", "seq2seq", "AutoModelForSeq2SeqLM", "SEQ_2_SEQ_LM",
+            "text2text-generation", "seq2seq", ("full", "freeze", "lora", "qlora"), "seq2seq",
+        ),
+    )
+}
+
+TASKS = tuple(TASK_TABLE)
+METHODS = tuple(METHOD_TABLE)
+SHAPES = tuple(SHAPE_TABLE)
+METHODS_BY_TASK: dict[str, tuple[str, ...]] = {task.name: task.methods for task in TASK_TABLE.values()}
+ADAPTER_METHODS = tuple(name for name, method in METHOD_TABLE.items() if method.adapter)
+MERGEABLE_METHODS = tuple(name for name, method in METHOD_TABLE.items() if method.mergeable)
+GENERATIVE_TASKS = tuple(name for name, task in TASK_TABLE.items() if task.generative)
+CLASSIFIER_TASKS = tuple(name for name, task in TASK_TABLE.items() if task.classifier)
+CAUSAL_TASKS = tuple(name for name, task in TASK_TABLE.items() if task.causal)
+
+
+def task(name: str) -> Task:
+    return TASK_TABLE[name]
+
+
+def method(name: str) -> Method:
+    return METHOD_TABLE[name]
+
+
+def tasks_for_architecture(architecture: str) -> list[str]:
+    """The tasks a model of this catalog family can be fine-tuned for, computed from the table (never stored)."""
+    return [name for name, entry in TASK_TABLE.items() if entry.architecture == architecture]
+
+
+def task_of_peft_type(peft_task_type: str | None) -> str:
+    """The task an adapter serves, from its peft task type (the first task of that type: causal LMs read as sft)."""
+    wanted = peft_task_type or "CAUSAL_LM"
+    return next((name for name, entry in TASK_TABLE.items() if entry.peft_task_type == wanted), "sft")
+
+
+def task_of_architectures(architectures: list[str], is_encoder_decoder: bool) -> str:
+    """What a full model's config says it does, from its architecture's head."""
+    joined = " ".join(architectures)
+    if "ForSequenceClassification" in joined:
+        return "classification"
+    if "ForTokenClassification" in joined:
+        return "token_classification"
+    if is_encoder_decoder or "ConditionalGeneration" in joined:
+        return "seq2seq"
+    if "CausalLM" in joined or "LMHead" in joined:
+        return "sft"
+    return "feature_extraction"
+
+
+def auto_class(task_name: str) -> Any:
+    """The transformers class that loads a model trained for the task (AutoModel for anything else)."""
+    import transformers
+
+    entry = TASK_TABLE.get(task_name)
+    return getattr(transformers, entry.model_class if entry else "AutoModel")
+
+
+def peft_task_type(task_name: str) -> Any:
+    from peft import TaskType
+
+    return TaskType[TASK_TABLE[task_name].peft_task_type]
