@@ -4,9 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent, Priority
+from jobs.training.registry import METHODS, TASKS
+from jobs.training.spec import HYPERPARAMETERS, PRESETS
+
+
+def _documented_field(name: str, knob: Any) -> serializers.Field:
+    """The OpenAPI description of one hyperparameter, from its one definition (jobs.training.spec.knob)."""
+    types = [kind for kind in knob["types"] if kind is not type(None)]
+    bounds: dict[str, Any] = dict(zip(("min_value", "max_value"), knob["range"], strict=True)) if knob["range"] else {}
+    common: dict[str, Any] = {"required": False, "help_text": knob["help"], "allow_null": type(None) in knob["types"]}
+    if name == "preset":
+        return serializers.ChoiceField(choices=list(PRESETS), **common)
+    if types == [bool]:
+        return serializers.BooleanField(**common)
+    if types == [int]:
+        return serializers.IntegerField(**bounds, **common)
+    if float in types:
+        return serializers.FloatField(**bounds, **common)
+    if list in types:
+        return serializers.ListField(child=serializers.CharField(), **common)
+    return serializers.CharField(**common)
+
+
+HyperparametersSchema = type(
+    "Hyperparameters",
+    (serializers.Serializer,),
+    {name: _documented_field(name, knob) for name, knob in HYPERPARAMETERS.items()},
+)
+
+
+@extend_schema_field(HyperparametersSchema)
+class HyperparametersField(serializers.DictField):
+    """Any JSON object on the way in (plan_job names every unknown key, wrong type or value out of range at once);
+    documented in the OpenAPI schema knob by knob."""
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -75,9 +109,11 @@ class JobCreateSerializer(serializers.Serializer):
 
     base_model = serializers.CharField()
     dataset = serializers.JSONField()
-    method = serializers.CharField()
-    task = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    hyperparameters = serializers.DictField(required=False, default=dict)
+    method = serializers.CharField(help_text=f"One of {', '.join(METHODS)}.")
+    task = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, help_text=f"One of {', '.join(TASKS)}; inferred when absent."
+    )
+    hyperparameters = HyperparametersField(required=False, default=dict)
     priority = serializers.ChoiceField(
         choices=[name.lower() for name in Priority.names], required=False, default="normal",
         help_text="Within its queue a job starts after waiting jobs of higher priority, then in submission order.",
