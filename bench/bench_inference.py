@@ -38,10 +38,10 @@ def smollm2_folder() -> Path:
     import django
 
     django.setup()
-    from webapp.catalog import services
+    from webapp.catalog import importing
 
-    bundled = next(b for b in services.BUNDLED_MODELS if b.name == "SmolLM2-135M-Instruct")
-    return services.converted_gguf_folder(bundled.path())
+    bundled = next(b for b in importing.BUNDLED_MODELS if b.name == "SmolLM2-135M-Instruct")
+    return importing.converted_gguf_folder(bundled.path())
 
 
 def make_adapters(base_dir: Path, scratch: Path, count: int, r: int = 16) -> list[Path]:

@@ -48,7 +48,7 @@ def main() -> None:
     from jobs.models import Job, JobEvent, Status
     from jobs.training.tiny import build_tiny_causal_lm
     from tests.jobs.conftest import INSTRUCTIONS, ready_dataset
-    from webapp.catalog.services import import_base_model
+    from webapp.catalog.importing import import_base_model
 
     call_command("migrate", verbosity=0)
     from django.contrib.auth import get_user_model

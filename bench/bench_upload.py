@@ -1,11 +1,11 @@
-"""Benchmark: a large JSONL upload through a real web process, then validation + profiling of it.
+"""Benchmark: a large JSONL upload through a real web process, then its checks + profiling.
 
     .venv/bin/python bench/bench_upload.py            # 1 GB (1024 MB), the issue's figure
     .venv/bin/python bench/bench_upload.py --size-mb 100
 
 Measures (1) the RSS growth of the gunicorn worker that receives the upload (the target: at most
 64 MB for 1 GB), and (2) the throughput of `checking.check_file` on the same file, the whole
-background check: read, detect, validate, profile (with a tiny model's tokenizer for the token
+background check: read, detect, check rows, profile (with a tiny model's tokenizer for the token
 lengths of a 1,000-row sample and the chat-template preview), split 5% off for validation, write
 the normalized Parquet copy (the target: at least 50 MB/s). The file is generated into /tmp and deleted afterwards.
 """

@@ -67,7 +67,7 @@ def main() -> int:
     from jobs import worker_registry
     from jobs.models import Job
     from jobs.training.tiny import build_tiny_causal_lm
-    from webapp.catalog import services as catalog
+    from webapp.catalog import importing
     from webapp.datasets import services as datasets
 
     started = time.perf_counter()
@@ -77,12 +77,12 @@ def main() -> int:
     base_dir = arguments.base or build_tiny_causal_lm(
         Path(os.environ["LAYERCAKE_HOME"]) / "base-llama", hidden_size=576, num_layers=30
     )
-    base = catalog.import_base_model(str(base_dir), name="gpu-path-llama")
+    base = importing.import_base_model(str(base_dir), name="gpu-path-llama")
     rows = "\n".join(json.dumps(row) for row in instruction_rows(arguments.rows)).encode()
     dataset = datasets.ingest(
         SimpleUploadedFile("repeat.jsonl", rows), owner, task="sft", validation_fraction=0.1
     )
-    dataset = datasets.validate(dataset)
+    dataset = datasets.check_dataset(dataset)
     if dataset.status != "ready":
         print(f"dataset not ready: {dataset.status} {dataset.errors}", file=sys.stderr)
         return 1

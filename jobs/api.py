@@ -1,4 +1,4 @@
-"""API v1 endpoints for jobs."""
+"""API v1 endpoints for jobs, and for the jobs started on a model (merge, GGUF export)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from jobs import services
 from jobs.models import Job, Priority
 from jobs.serializers import JobCreateSerializer, JobEventSerializer, JobSerializer
 from webapp.api.pagination import LinkHeaderPagination
+from webapp.catalog.models import CatalogModel
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
 
@@ -95,3 +96,26 @@ class JobRetry(APIView):
     def post(self, request: Request, pk: str) -> Response:
         job = services.retry(owned_or_404(Job, request.user, pk))
         return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class ModelMerge(APIView):
+    @extend_schema(request=None, responses={202: dict})
+    def post(self, request: Request, pk: str) -> Response:
+        """On an adapter: start a job that merges it into its base and registers a `merged` model."""
+        model = owned_or_404(CatalogModel, request.user, pk)
+        job = services.start_merge(model, request.user)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelExport(APIView):
+    @extend_schema(
+        request={"application/json": {"type": "object", "properties": {"type": {"type": "string", "enum": ["f16", "q8_0"]}},
+                                      "required": ["type"]}},
+        responses={202: dict},
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        """Start a job that writes the model as GGUF (f16 or q8_0) with an Ollama Modelfile and proves it answers the same."""
+        model = owned_or_404(CatalogModel, request.user, pk)
+        output_type = request.data.get("type") if isinstance(request.data, dict) else None
+        job = services.start_export(model, request.user, output_type)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from jobs.models import Job, JobEvent, Status
+from webapp.lib.metrics import METRIC_NAMES, metric_label, metric_rows  # noqa: F401 (metric_rows: the job page's)
 
 MAX_POINTS = 400
 WIDTH, HEIGHT = 600, 240
@@ -19,44 +19,10 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 16, 12, 40
 # TensorBoard's default: each smoothed point keeps 60% of the previous one.
 SMOOTHING = 0.6
 
-# One mapping from the engine's and Trainer's keys to the names people read, used by the log, the metric
-# tables and the charts alike. Trainer prefixes evaluation logs with `eval_<set>_`, where the set is d0, d1,
-# ... (one per dataset, in order) or `all` (every validation split together).
-METRIC_NAMES = {
-    "loss": "Validation loss",
-    "perplexity": "Perplexity",
-    "accuracy": "Accuracy",
-    "macro_f1": "Macro F1",
-    "f1": "Entity F1",
-    "tag_accuracy": "Tag accuracy",
-    "majority_baseline_accuracy": "Majority-class accuracy",
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "runtime": "Evaluation time (s)",
-    "samples_per_second": "Evaluation samples/s",
-    "steps_per_second": "Evaluation steps/s",
-    "model_preparation_time": "Model preparation time (s)",
-}
 # The metric a run is judged by, best first; `higher` says which way is better.
-MAIN_METRICS = (("macro_f1", True), ("f1", True), ("accuracy", True), ("rougeL", True), ("loss", False))
-EVAL_KEY = re.compile(r"^eval_(?:(d\d+|all)_)?(.+)$")
-
-
-def metric_label(key: str, dataset_names: Sequence[str] = ()) -> str:
-    """`eval_d0_loss` -> "Validation loss"; with several datasets, "Validation loss (name)"."""
-    match = EVAL_KEY.match(key)
-    name = match.group(2) if match else key
-    label = METRIC_NAMES.get(name, name.replace("_", " ").capitalize())
-    which = match.group(1) if match else None
-    if which and len(dataset_names) > 1:
-        if which == "all":
-            return f"{label} (all datasets)"
-        index = int(which[1:])
-        return f"{label} ({dataset_names[index] if index < len(dataset_names) else which})"
-    return label
-
-
+MAIN_METRICS = (
+    ("macro_f1", True), ("f1", True), ("accuracy", True), ("reward_accuracy", True), ("rougeL", True), ("loss", False)
+)
 def validation_loss(metrics: dict[str, Any]) -> float | None:
     """The validation loss of one evaluation: over all datasets when there are several, else the only one."""
     for key in ("eval_all_loss", "eval_d0_loss", "eval_loss"):
@@ -237,20 +203,6 @@ def log_line(event: JobEvent, dataset_names: Sequence[str] = ()) -> str:
     if event.message:
         parts.append(event.message)
     return " · ".join(parts)
-
-
-def metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of (dataset, metric, before, after) from {"base": {dataset: {...}}, "tuned": {...}}."""
-    base, tuned = metrics.get("base") or {}, metrics.get("tuned") or {}
-    rows = []
-    for dataset in sorted(set(base) | set(tuned)):
-        before: dict[str, Any] = base[dataset] if isinstance(base.get(dataset), dict) else {}
-        after: dict[str, Any] = tuned[dataset] if isinstance(tuned.get(dataset), dict) else {}
-        for name in sorted(set(before) | set(after)):
-            rows.append(
-                {"dataset": dataset, "metric": name, "label": metric_label(name), "before": before.get(name), "after": after.get(name)}
-            )
-    return rows
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ class JobForm(forms.Form):
         required=False, choices=[("", "preset default"), ("true", "on"), ("false", "off")],
         help_text="Pack several short rows into one sequence so padding does not eat the compute.",
     )
+    objective = forms.ChoiceField(
+        required=False, choices=[("", "preset default (DPO)"), *registry.OBJECTIVES.items()],
+        help_text=HYPERPARAMETERS["objective"]["help"],
+    )
     target_modules = forms.CharField(required=False, help_text="LoRA target modules, comma-separated (default: per architecture).")
     allow_shorter_max_length = forms.BooleanField(
         required=False, label="Shorten max_length if needed",
@@ -85,7 +89,10 @@ class JobForm(forms.Form):
         ]
 
     def advanced_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in FLOAT_FIELDS + INT_FIELDS + ["packing", "target_modules", "allow_shorter_max_length"]]
+        return [
+            self[name]
+            for name in FLOAT_FIELDS + INT_FIELDS + ["packing", "objective", "target_modules", "allow_shorter_max_length"]
+        ]
 
     def hyperparameters(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -93,6 +100,8 @@ class JobForm(forms.Form):
         for name in INT_FIELDS + FLOAT_FIELDS + ["prompt_init_text"]:
             if data.get(name) not in (None, ""):
                 given[name] = data[name]
+        if data.get("objective") and data.get("task") == "preference":
+            given["objective"] = data["objective"]
         if data.get("packing"):
             given["packing"] = data["packing"] == "true"
         if data.get("target_modules"):

@@ -7,9 +7,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.db.models import F
 from django.utils import timezone
+
+from webapp.lib.states import move
 
 
 class Status(models.TextChoices):
@@ -81,6 +83,10 @@ class JobQuerySet(models.QuerySet["Job"]):
             | models.Q(priority=job.priority, created_at=job.created_at, id__lt=job.id)
         )
         return self.in_queue(job.queue).filter(before).exclude(pk=job.pk)
+
+    def finished_exports(self) -> JobQuerySet:
+        """GGUF export jobs that ended with a proven file or a refusal, newest first (cancelled ones left out)."""
+        return self.filter(kind=Kind.EXPORT, status__in=(Status.SUCCEEDED, Status.FAILED)).order_by("-finished_at")
 
     def stale(self, seconds: int) -> JobQuerySet:
         """Running jobs whose worker has not heartbeaten for `seconds`."""
@@ -172,19 +178,14 @@ class Job(models.Model):
     def storage_prefix(self) -> str:
         return f"jobs/{self.id}"
 
-    # Transitions. Each moves only from the expected states by one conditional UPDATE, so two
-    # workers (or a worker and the stale-job check) cannot both win; the row is then reloaded.
-
-    def _move(self, sources: frozenset[str] | set[str], **changes: Any) -> bool:
-        with transaction.atomic():
-            updated = Job.objects.filter(pk=self.pk, status__in=sources).update(**changes)
-        self.refresh_from_db()
-        return updated == 1
+    # Transitions. Each moves only from the expected states by one conditional UPDATE (webapp.lib.states),
+    # so two workers (or a worker and the stale-job check) cannot both win.
 
     def start(self, worker: str) -> bool:
         """A worker takes the job: queued or retrying -> running."""
         now = timezone.now()
-        return self._move(
+        return move(
+            self,
             WAITING_STATES,
             status=Status.RUNNING,
             worker=worker,
@@ -194,7 +195,8 @@ class Job(models.Model):
         )
 
     def succeed(self, result_model: Any, metrics: dict[str, Any], summary: dict[str, Any]) -> bool:
-        return self._move(
+        return move(
+            self,
             {Status.RUNNING},
             status=Status.SUCCEEDED,
             result_model=result_model,
@@ -209,7 +211,8 @@ class Job(models.Model):
     def fail(self, error: str, reason: str = FailureReason.ERROR, evidence: dict[str, Any] | None = None) -> bool:
         """`evidence` (a refused merge's comparison, say) is kept in the job's metrics for the user to see."""
         changes: dict[str, Any] = {"metrics": evidence} if evidence else {}
-        return self._move(
+        return move(
+            self,
             {Status.QUEUED, Status.RETRYING, Status.RUNNING},
             status=Status.FAILED,
             error=error[:10_000],
@@ -220,17 +223,17 @@ class Job(models.Model):
 
     def cancel(self) -> bool:
         """Queued jobs end at once; a running job is asked to stop and ends at its next step."""
-        if self._move(WAITING_STATES, status=Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()):
+        if move(self, WAITING_STATES, status=Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()):
             return True
-        return Job.objects.filter(pk=self.pk, status=Status.RUNNING).update(cancel_requested=True) == 1
+        return move(self, {Status.RUNNING}, cancel_requested=True)
 
     def mark_cancelled(self) -> bool:
         """The worker honoured a cancel request: running -> cancelled."""
-        return self._move({Status.RUNNING}, status=Status.CANCELLED, finished_at=timezone.now())
+        return move(self, {Status.RUNNING}, status=Status.CANCELLED, finished_at=timezone.now())
 
     def requeue(self, reason: str) -> bool:
         """Its worker vanished: running -> retrying, to resume from its last checkpoint."""
-        return self._move({Status.RUNNING}, status=Status.RETRYING, error=reason[:10_000], worker="")
+        return move(self, {Status.RUNNING}, status=Status.RETRYING, error=reason[:10_000], worker="")
 
     def heartbeat(self) -> bool:
         return Job.objects.filter(pk=self.pk, status=Status.RUNNING).update(heartbeat_at=timezone.now()) == 1

@@ -14,10 +14,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from jobs.checkpoint_store import delete_remote_checkpoints, synced_checkpoints
+from jobs.exporting import GgufDrift, export_gguf
+from jobs.merging import MergeDrift, merge_adapter
 from jobs.models import FailureReason, Job, Kind, Status
 from jobs.reporting import Heartbeat, JobReporter
 from jobs.training import DatasetFiles, Hyperparameters, SpecError, TrainingSpec
-from webapp.catalog import services as catalog
+from webapp.catalog.registering import register_derived_model
 from webapp.datasets.models import Dataset
 from webapp.datasets.services import local_normalized_files
 from webapp.lib.errors import LayercakeError
@@ -28,8 +31,8 @@ logger = logging.getLogger(__name__)
 def job_folder(job: Job, name: str) -> Path:
     """A folder for the job's files that outlives the worker process (checkpoints must survive it).
 
-    On local storage it lies inside storage itself; with remote storage checkpoints stay on the
-    worker's disk (a re-queued job then resumes only on the same machine, else it starts over).
+    On local storage it lies inside storage itself; with remote storage it lies on the worker's disk, and
+    jobs.checkpoint_store copies each checkpoint to storage, so a re-queued job resumes on any worker.
     """
     try:
         folder = Path(default_storage.path(f"{job.storage_prefix}/{name}"))
@@ -76,10 +79,10 @@ def execute(job: Job) -> None:
                 export(job)
             else:
                 train(job)
-    except catalog.GgufDrift as error:
+    except GgufDrift as error:
         logger.warning("job %s: GGUF export refused: %s", job.pk, error)
         job.fail(str(error), FailureReason.INVALID, evidence={"gguf_proof": error.evidence})
-    except catalog.MergeDrift as error:
+    except MergeDrift as error:
         logger.warning("job %s: merge refused: %s", job.pk, error)
         job.fail(str(error), FailureReason.INVALID, evidence={"merge_proof": error.evidence})
     except (SpecError, LayercakeError) as error:
@@ -112,7 +115,8 @@ def train(job: Job) -> None:
         raise LayercakeError("The model this job starts from was deleted.")
     logger.info("job %s: training %s/%s on %s (attempt %d)", job.pk, job.task, job.method, job.base_model.name, job.attempt)
     reporter = JobReporter(job)
-    result = run_training(spec, reporter)
+    with synced_checkpoints(job, spec):
+        result = run_training(spec, reporter)
     if result.stopped or result.artifact_dir is None:
         logger.info("job %s: stopped on request at step %d", job.pk, result.summary.global_step)
         # Partial checkpoints never reach the catalog.
@@ -120,14 +124,14 @@ def train(job: Job) -> None:
         job.mark_cancelled()
         return
     reporter.phase("registering", 0, 1, None)
-    model = catalog.register_derived_model(
+    model = register_derived_model(
         result.artifact_dir,
         name=f"{job.base_model.name}-{job.method}-{str(job.pk)[:8]}",
         kind=result.kind,
         parent=job.base_model,
         owner=job.owner,
         metrics={**result.metrics, "method": job.method, "task": job.task},
-        tasks=[job.task],
+        task=job.task,
         family=job.base_model.family,
     )
     summary = {key: value for key, value in vars(result.summary).items()}
@@ -139,7 +143,7 @@ def train(job: Job) -> None:
 def merge(job: Job) -> None:
     if job.base_model is None:  # the catalog refuses to delete a model that a job not yet finished uses
         raise LayercakeError("The model this job starts from was deleted.")
-    model = catalog.merge_adapter(job.base_model, job.owner)
+    model = merge_adapter(job.base_model, job.owner)
     job.succeed(model, model.metrics.get("merge_proof", {}), {})
 
 
@@ -148,7 +152,7 @@ def export(job: Job) -> None:
         raise LayercakeError("The model to export was deleted before the export ran.")
     # Under the model's own folder, so deleting the model deletes its exports; one folder per export job.
     prefix = f"{job.base_model.storage_prefix}/gguf/{job.pk}"
-    result = catalog.export_gguf(job.base_model, job.hyperparameters["type"], prefix)
+    result = export_gguf(job.base_model, job.hyperparameters["type"], prefix)
     job.succeed(None, {"gguf_proof": result["proof"]}, {"gguf": result["export"]})
 
 
@@ -157,3 +161,4 @@ def cleanup(job: Job, spec: TrainingSpec) -> None:
     if job.status == Status.SUCCEEDED:
         shutil.rmtree(spec.output_dir, ignore_errors=True)
         shutil.rmtree(spec.checkpoint_dir, ignore_errors=True)
+        delete_remote_checkpoints(job)

@@ -17,6 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from jobs.exporting import check_export
 from jobs.models import FailureReason, Job, Kind, Priority, Status, Worker
 from jobs.training import Hyperparameters, SpecError, registry, resolve_hyperparameters
 from jobs.training.execution import Capabilities, Execution
@@ -69,6 +70,11 @@ def invalid(message: str, field_name: str | None = None, details: list[RowError]
 def online_workers() -> list[Worker]:
     since = timezone.now() - timedelta(seconds=settings.LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS)
     return list(Worker.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=since))
+
+
+def online_queues() -> set[str]:
+    """The queues that at least one online worker consumes."""
+    return {queue for worker in online_workers() for queue in worker.queues or []}
 
 
 def task_methods(model: CatalogModel, task: str) -> dict[str, str]:
@@ -362,12 +368,11 @@ def enqueue(job: Job) -> None:
     Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
 
 
-def submit_merge(model: CatalogModel, owner: Any) -> Job:
-    """A job that merges an adapter into its base and registers the result as a `merged` model."""
-    if model.kind != "adapter" or model.parent is None:
-        raise invalid(f"{model.name} is not an adapter: only adapters merge into their base.", "model")
-    if not model.can_merge:
-        raise invalid("A prompt-tuning adapter adds virtual tokens; it has no weights to merge into the base.", "model")
+def start_merge(model: CatalogModel, owner: Any) -> Job:
+    """The "Make a full model" action: a `merge` job that merges an adapter into its base on a worker
+    (jobs.merging.merge_adapter) and registers the result as a `merged` model."""
+    if not model.can_merge or model.parent is None:  # a base, a full model, a soft prompt (an input, not a weight)
+        raise invalid(f"{model.name} is not a mergeable adapter: only LoRA-style adapters merge into their base.", "model")
     quota.check_room(owner, model.parent.size_bytes, "The merged model")  # about its base's size
     with transaction.atomic():
         job = Job.objects.create(
@@ -377,8 +382,10 @@ def submit_merge(model: CatalogModel, owner: Any) -> Job:
     return job
 
 
-def submit_export(model: CatalogModel, owner: Any, output_type: str) -> Job:
-    """A job that writes the model as GGUF (+ Ollama Modelfile), proves it and stores it for download."""
+def start_export(model: CatalogModel, owner: Any, output_type: Any) -> Job:
+    """The "Export to GGUF" action: an `export` job that writes the model as GGUF (+ Ollama Modelfile), proves it
+    and stores it for download on a worker (jobs.exporting.export_gguf). What cannot be exported is refused now."""
+    check_export(model, output_type)
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner, kind=Kind.EXPORT, base_model=model, method="export", task=(model.tasks or ["sft"])[0],
@@ -404,12 +411,8 @@ def retry(job: Job) -> Job:
     if job.base_model is None:
         raise LayercakeError("The model this job started from was deleted: start a new job on another model.", status=409)
     if job.kind == Kind.MERGE:
-        return submit_merge(job.base_model, job.owner)
+        return start_merge(job.base_model, job.owner)
     if job.kind == Kind.EXPORT:
-        from webapp.catalog.services import start_export
-
-        if job.base_model is None:
-            raise LayercakeError("The model this job exported was deleted: there is nothing to export again.", status=409)
         return start_export(job.base_model, job.owner, (job.hyperparameters or {}).get("type"))
     plan = plan_job(
         job.owner,

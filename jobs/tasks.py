@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -12,7 +13,7 @@ from django.utils import timezone
 from jobs import runner, services
 from jobs.models import FailureReason, Job, Status
 from jobs.worker_registry import set_current_job
-from webapp.catalog.services import recover_stuck_profiles
+from webapp.catalog.deployment import recover_stuck_profiles
 from webapp.datasets.services import recover_stuck_checks
 from webapp.playground.services import recover_stuck_runs
 
@@ -62,7 +63,12 @@ def check_jobs() -> None:
     resent = services.resend_waiting_jobs()
     if recovered or resent:
         logger.info("check_jobs: %d re-queued, %d re-sent", len(recovered), len(resent))
-    for recover in (recover_stuck_checks, recover_stuck_runs, recover_stuck_profiles):
-        handled = recover()
-        if handled:
-            logger.info("check_jobs: %s handled %d", recover.__name__, len(handled))
+    handled: dict[str, list[Any]] = {
+        "recover_stuck_checks": recover_stuck_checks(),
+        "recover_stuck_runs": recover_stuck_runs(),
+        # The catalog does not know the workers: a queued profile waits while one of its queue is online.
+        "recover_stuck_profiles": recover_stuck_profiles(services.online_queues()),
+    }
+    for recover, found in handled.items():
+        if found:
+            logger.info("check_jobs: %s handled %d", recover, len(found))

@@ -1,8 +1,10 @@
-"""Job pages: the wizard, the list, one job's live page, two runs compared, and the workers."""
+"""Job pages: the wizard, the list, one job's live page, two runs compared, the workers, and the jobs a model's
+page starts (merge, GGUF export)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -138,6 +140,33 @@ def job_retry(request: HttpRequest, pk: str) -> HttpResponse:
         return redirect("jobs:detail", pk=job.pk)
     messages.success(request, "A new attempt is queued.")
     return redirect("jobs:detail", pk=retried.pk)
+
+
+@require_POST
+def merge_model(request: HttpRequest, pk: str) -> HttpResponse:
+    """A model page's "Make a full model" button: a merge job on the adapter."""
+    started = "Merging: a job makes a full model from this adapter and proves it answers the same."
+    return start_on_model(request, pk, services.start_merge, started)
+
+
+@require_POST
+def export_model(request: HttpRequest, pk: str) -> HttpResponse:
+    """A model page's "Export to GGUF" form: an export job of the chosen type."""
+    output_type = request.POST.get("type", "")
+    started = "Exporting: a job writes the GGUF and its Ollama Modelfile, then proves it answers like the model."
+    return start_on_model(request, pk, lambda model, owner: services.start_export(model, owner, output_type), started)
+
+
+def start_on_model(request: HttpRequest, pk: str, start: Callable[[CatalogModel, Any], Job], started: str) -> HttpResponse:
+    """Off to the new job's live page, or back to the model's page with the reason it cannot start."""
+    model = owned_or_404(CatalogModel, request.user, pk)
+    try:
+        job = start(model, request.user)
+    except LayercakeError as error:
+        messages.error(request, error.message)
+        return redirect("catalog:detail", pk=model.pk)
+    messages.success(request, started)
+    return redirect("jobs:detail", pk=job.pk)
 
 
 def job_compare(request: HttpRequest) -> HttpResponse:

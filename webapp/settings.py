@@ -330,7 +330,7 @@ LAYERCAKE_MAX_ATTEMPTS = int(os.environ.get("LAYERCAKE_MAX_ATTEMPTS", "3"))
 LAYERCAKE_RESEND_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_RESEND_AFTER_SECONDS", "600"))
 # The same check recovers the other background work (webapp.lib.background sends it all): a dataset check,
 # playground run or deployment profile gets LAYERCAKE_MAX_SENDS messages, then ends with a reason. A check
-# still `validating` past the task's hard time limit (3720 s) lost its worker. A playground run still queued
+# still running past the task's hard time limit (3720 s) lost its worker. A playground run still queued
 # LAYERCAKE_PLAYGROUND_RESEND_AFTER_SECONDS after its message is re-sent; one running for
 # LAYERCAKE_PLAYGROUND_STUCK_SECONDS lost its inference worker and fails. A profile measuring for
 # LAYERCAKE_PROFILE_STUCK_SECONDS lost its worker.

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", home, name="home"),
     path("", include("webapp.accounts.urls")),
     path("models/", include("webapp.catalog.urls")),
+    path("models/", include("jobs.model_urls")),
     path("playground/", include("webapp.playground.urls")),
     path("datasets/", include("webapp.datasets.urls")),
     path("jobs/", include("jobs.urls")),

@@ -27,6 +27,8 @@ COLUMNS_BY_TASK: dict[str, tuple[tuple[str, ...], ...]] = {
     "classification": (("text", "label"),),
     "token_classification": (("tokens", "tags"),),
     "seq2seq": (("source", "target"),),
+    # Pairs, or KTO's unpaired rows; `prompt` holds the conversation before the answer (a list of messages).
+    "preference": (("prompt", "chosen", "rejected"), ("prompt", "completion", "label")),
 }
 
 
@@ -149,6 +151,55 @@ def to_conversations(dataset: Dataset, with_generation_markers: bool) -> Dataset
         return {"prompt": messages[:last], "completion": [messages[last]]}
 
     return dataset.map(convert, remove_columns=dataset.column_names)
+
+
+# --- Preference tuning ------------------------------------------------------------------------------------------
+
+
+def is_paired(dataset: Dataset) -> bool:
+    return "chosen" in dataset.column_names
+
+
+def preference_rows(dataset: Dataset, objective: str) -> Dataset:
+    """Rows in TRL's conversational form for the objective's trainer.
+
+    DPO and ORPO read pairs: prompt (messages), chosen and rejected (one assistant turn each). KTO reads unpaired
+    rows: prompt, completion, label (desirable or not); a pair becomes two of them, as TRL's own
+    `unpair_preference_dataset` does.
+    """
+
+    def turn(text: str) -> list[dict[str, str]]:
+        return [{"role": "assistant", "content": text}]
+
+    def prompt_of(row: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"role": m["role"], "content": m["content"]} for m in row["prompt"]]
+
+    if objective == "kto":
+        if is_paired(dataset):
+            def unpair(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+                out: dict[str, list[Any]] = {"prompt": [], "completion": [], "label": []}
+                for prompt, chosen, rejected in zip(batch["prompt"], batch["chosen"], batch["rejected"], strict=True):
+                    row = {"prompt": prompt}
+                    for text, label in ((chosen, True), (rejected, False)):
+                        out["prompt"].append(prompt_of(row))
+                        out["completion"].append(turn(text))
+                        out["label"].append(label)
+                return out
+
+            return dataset.map(unpair, batched=True, remove_columns=dataset.column_names)
+        return dataset.map(
+            lambda row: {"prompt": prompt_of(row), "completion": turn(row["completion"]), "label": bool(row["label"])},
+            remove_columns=dataset.column_names,
+        )
+    if not is_paired(dataset):
+        raise SpecError(
+            f"The {objective.upper()} objective learns from pairs (chosen and rejected answers to one prompt); this "
+            "dataset holds unpaired rows (completion + label). Choose the kto objective for it."
+        )
+    return dataset.map(
+        lambda row: {"prompt": prompt_of(row), "chosen": turn(row["chosen"]), "rejected": turn(row["rejected"])},
+        remove_columns=dataset.column_names,
+    )
 
 
 # --- Encoder and seq2seq tasks ------------------------------------------------------------------------------------

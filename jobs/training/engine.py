@@ -7,11 +7,12 @@ import math
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset, concatenate_datasets
+from datasets import Dataset, DatasetDict, concatenate_datasets
 from transformers import (
     DataCollatorForSeq2Seq,
     DataCollatorForTokenClassification,
@@ -25,7 +26,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from trl import SFTConfig, SFTTrainer
+from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 from trl.chat_template_utils import has_generation_markers
 
 from jobs.training import data as data_module
@@ -58,6 +59,8 @@ from jobs.training.spec import (
 )
 
 logger = logging.getLogger(__name__)
+# Trainer's save_total_limit: the checkpoints kept on disk, and in object storage (jobs.checkpoint_store).
+CHECKPOINTS_KEPT = 2
 
 
 class _JobLog(logging.LoggerAdapter):
@@ -91,6 +94,21 @@ class TimedCheckpointCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.seconds > 0 and not control.should_training_stop and time.monotonic() - self.since >= self.seconds:
             control.should_save = True
+
+
+class CheckpointSavedCallback(TrainerCallback):
+    """Hands each checkpoint folder to `spec.on_checkpoint` once Trainer has written it whole.
+
+    on_save comes after the weights, optimizer, scheduler, RNG state and trainer_state.json are on disk (and after
+    Trainer removed the checkpoints past save_total_limit); only the main process hands it over.
+    """
+
+    def __init__(self, on_checkpoint: Callable[[Path], None]) -> None:
+        self.on_checkpoint = on_checkpoint
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            self.on_checkpoint(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
 
 class ReporterCallback(TrainerCallback):
@@ -167,10 +185,13 @@ class _TokenCountingMixin:
     real_tokens = 0
 
     def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
-        input_ids = inputs.get("input_ids")
-        if input_ids is not None:
+        # input_ids, or the preference trainers' chosen_/rejected_/KL_input_ids (ORPO's prompt_input_ids are part of
+        # its chosen and rejected sequences).
+        for key, input_ids in inputs.items():
+            if not key.endswith("input_ids") or key == "prompt_input_ids" or not isinstance(input_ids, torch.Tensor):
+                continue
             self.tokens_seen += input_ids.numel()
-            mask = inputs.get("attention_mask")
+            mask = inputs.get(key.replace("input_ids", "attention_mask"))
             # Padding-free batches (packing) carry position_ids and no mask: every token in them is real.
             self.real_tokens += int(mask.sum()) if mask is not None else input_ids.numel()
         return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
@@ -186,6 +207,28 @@ class CountingSeq2SeqTrainer(_TokenCountingMixin, Seq2SeqTrainer):
 
 class CountingSFTTrainer(_TokenCountingMixin, SFTTrainer):
     pass
+
+
+class CountingDPOTrainer(_TokenCountingMixin, DPOTrainer):
+    pass
+
+
+class CountingKTOTrainer(_TokenCountingMixin, KTOTrainer):
+    pass
+
+
+def _preference_trainer(objective: str) -> tuple[type, type[Trainer]]:
+    """TRL's config and trainer classes for a preference objective (ORPO lives in trl.experimental)."""
+    if objective == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        class CountingORPOTrainer(_TokenCountingMixin, ORPOTrainer):
+            pass
+
+        return ORPOConfig, CountingORPOTrainer
+    if objective == "kto":
+        return KTOConfig, CountingKTOTrainer
+    return DPOConfig, CountingDPOTrainer
 
 
 def _common_arguments(spec: TrainingSpec, execution: Execution, eval_key: str) -> dict[str, Any]:
@@ -208,7 +251,7 @@ def _common_arguments(spec: TrainingSpec, execution: Execution, eval_key: str) -
         "logging_strategy": "steps",
         "save_strategy": "steps",
         "save_steps": hp.save_steps,
-        "save_total_limit": 2,
+        "save_total_limit": CHECKPOINTS_KEPT,
         "save_only_model": False,  # optimizer and scheduler state are what make a resume exact
         # One evaluation at the end, run by the engine itself (plus the base one before): an epoch-end evaluation
         # would read the same split again just before it.
@@ -284,7 +327,39 @@ class _Run:
         self.model = prepare_model(model, task, spec.method, hp, spec.base_model_dir, self.execution)
         if registry.task(task).trainer == "sft":
             return self._build_sft_trainer(callbacks)
+        if registry.task(task).trainer == "preference":
+            return self._build_preference_trainer(callbacks)
         return self._build_task_trainer(callbacks)
+
+    def _build_preference_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
+        spec, hp = self.spec, self.hp
+        train_sets = [data_module.preference_rows(s.train, hp.objective) for s in self.splits]
+        eval_sets, eval_key = _prepare_eval_sets(
+            [data_module.preference_rows(sample, hp.objective) for sample in self.eval_samples]
+        )
+        self.eval_key = eval_key
+        arguments = _common_arguments(spec, self.execution, eval_key)
+        arguments.update(max_length=hp.max_length, beta=hp.beta)
+        config_class, trainer_class = _preference_trainer(hp.objective)
+        extra: dict[str, Any] = {}
+        if not registry.method(spec.method).adapter and hp.objective not in registry.REFERENCE_FREE_OBJECTIVES:
+            # Full fine-tuning keeps the base as a frozen second model to measure the policy against. With adapters
+            # TRL switches them off for the reference pass: one copy of the base serves both.
+            reference = load_model(spec.base_model_dir, spec.task, self.execution, self.tokenizer)
+            extra["ref_model"] = reference.eval().requires_grad_(False)
+        mixture = data_module.mix_train_sets(train_sets, hp.seed)
+        # Rows as uploaded (pairs, or KTO's unpaired rows), as the plan counts them; KTO splits a pair in two.
+        self.train_rows = len(data_module.mix_train_sets([s.train for s in self.splits], hp.seed))
+        return trainer_class(
+            model=self.model,
+            args=config_class(**arguments),
+            train_dataset=mixture,
+            # A DatasetDict, which TRL's experimental ORPO trainer can map as a whole (it has no loop over a dict).
+            eval_dataset=DatasetDict(eval_sets),
+            processing_class=self.tokenizer,
+            callbacks=callbacks,
+            **extra,
+        )
 
     def _build_sft_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
         spec, hp = self.spec, self.hp
@@ -359,6 +434,11 @@ class _Run:
             key = f"d{index}"
             if registry.task(task).trainer == "sft":
                 values = task_metrics.language_model_metrics(trainer, key)
+            elif registry.task(task).trainer == "preference":
+                values = task_metrics.preference_metrics(
+                    trainer, key, self.eval_samples[index], trainer.model, self.tokenizer, self.hp.max_length,
+                    self.hp.batch_size, length_normalised=self.hp.objective == "orpo",
+                )
             elif task == "classification":
                 train_labels = self.train_sets[index]["labels"]
                 values = task_metrics.classification_metrics(trainer, self.validation_sets[index], train_labels)
@@ -468,6 +548,10 @@ def plan_run(
         examples = _prepared_sft_examples(rows, tokenizer, _sft_data_arguments(task, hp, execution, markers))
         if not exact:
             examples = math.ceil(examples * len(mixture) / PLAN_EXACT_ROWS)
+    elif registry.task(task).trainer == "preference":
+        # One example per pair (DPO, ORPO) or per unpaired row (KTO; a pair makes two); truncation drops none.
+        rows = [data_module.preference_rows(split.train, hp.objective) for split in splits]
+        examples = len(data_module.mix_train_sets(rows, hp.seed))
     else:
         # Encoder and seq2seq tokenizing truncates and never drops a row: one sequence per row.
         examples = len(mixture)
@@ -498,12 +582,23 @@ def _eval_points(splits: list[data_module.SplitDataset], results: dict[str, dict
     }
 
 
+# The token columns of one example as each trainer prepares it: a sequence, or a pair of prompt + answer sequences.
+_SEQUENCE_COLUMNS = (
+    ("input_ids",),  # SFT, classifiers, seq2seq
+    ("prompt_ids", "chosen_ids", "prompt_ids", "rejected_ids"),  # DPO
+    ("chosen_input_ids", "rejected_input_ids"),  # ORPO (the prompt is inside each)
+    ("prompt_ids", "completion_ids", "KL_completion_ids", "prompt_ids"),  # KTO: the example and its KL partner
+)
+
+
 def _mean_tokens(dataset: Any, sample: int = 1000) -> float:
-    """Mean tokens per sequence, over the first `sample` (reading a large set's whole column would take seconds)."""
-    if dataset is None or len(dataset) == 0 or "input_ids" not in getattr(dataset, "column_names", []):
+    """Mean tokens per example, over the first `sample` (reading a large set's whole column would take seconds)."""
+    names = getattr(dataset, "column_names", None) or []
+    columns = next((group for group in _SEQUENCE_COLUMNS if set(group) <= set(names)), None)
+    if dataset is None or len(dataset) == 0 or columns is None:
         return 0.0
-    ids = dataset.select(range(min(len(dataset), sample)))["input_ids"]
-    return sum(len(row) for row in ids) / len(ids)
+    rows = dataset.select(range(min(len(dataset), sample)))
+    return sum(sum(len(row) for row in rows[column]) for column in columns) / len(rows)
 
 
 def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -545,6 +640,8 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
 
     hp = spec.hyperparameters
     callbacks: list[TrainerCallback] = [reporter_callback, TimedCheckpointCallback(spec.checkpoint_seconds)]
+    if spec.on_checkpoint is not None:
+        callbacks.append(CheckpointSavedCallback(spec.on_checkpoint))
     if hp.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience))
     trainer = run.build_trainer(callbacks)
@@ -640,6 +737,9 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     summary.wall_seconds = round(time.perf_counter() - started, 3)
 
     adapter = registry.method(spec.method).adapter
+    if "ref" in getattr(trainer.model, "peft_config", {}):
+        # TRL's DPO adds a frozen copy of a fresh adapter as its reference; the result is the trained one alone.
+        trainer.model.delete_adapter("ref")
     base_name = spec.base_model_name or str(spec.base_model_dir)
     hyperparameters = spec.hyperparameters.to_dict()
     card = model_card(

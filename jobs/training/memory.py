@@ -398,8 +398,8 @@ def _logits_bytes(shape: ModelShape, task: str, hp: Hyperparameters, execution: 
         # of the hidden states and the hidden states the head saves.
         temporaries = 1 if execution.device == "cuda" else 3
         return tile_tokens * tile_vocab * compute * temporaries + tokens * shape.hidden_size * (4 + compute)
-    if registry.task(task).architecture == "seq2seq":
-        # Seq2SeqTrainer's loss: logits, their fp32 log-softmax, and the logits' gradient.
+    if registry.task(task).architecture == "seq2seq" or registry.task(task).trainer == "preference":
+        # Seq2SeqTrainer's loss, and the preference trainers' per-token log-probabilities: logits, their fp32 log-softmax, and the logits' gradient.
         return tokens * vocab * 4 * 3
     return 0
 
@@ -423,12 +423,20 @@ def estimate_memory(
     else:
         weights = counts.total * _DTYPE_BYTES[execution.weight_dtype]
     trains = registry.method(method).trains
+    preference = registry.task(task).trainer == "preference"
     if registry.method(method).adapter:
         weights += counts.trainable * 4  # adapters (and heads they save) train in fp32
     gradients = counts.trainable * 4
+    if preference and not registry.method(method).adapter and hp.objective not in registry.REFERENCE_FREE_OBJECTIVES:
+        # Full-weight DPO / KTO keep the base as a frozen reference model beside the policy. With adapters the
+        # reference pass runs the same base with the adapters switched off: no second copy.
+        weights += counts.total * _DTYPE_BYTES.get(execution.weight_dtype, 4)
     optimizer_state = counts.trainable * 8  # AdamW: two fp32 moments
 
     tokens = hp.batch_size * hp.max_length
+    if preference:
+        # Each row is two sequences: chosen and rejected (KTO: the example and its KL partner).
+        tokens *= 2
     if trains == "soft_prompt":
         tokens = hp.batch_size * (hp.max_length + hp.num_virtual_tokens)
     profile = activation_profile(shape, task, method, hp, execution, num_labels)

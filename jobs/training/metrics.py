@@ -84,3 +84,79 @@ def seq2seq_metrics(
     metrics = {name: round(float(np.mean(values)), 6) for name, values in scores.items()}
     metrics["loss"] = round(loss, 6)
     return metrics
+
+
+def answer_log_probs(
+    model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], answers: list[str], max_length: int, batch_size: int
+) -> list[tuple[float, int]]:
+    """(sum of log-probabilities, tokens) of each answer after its prompt, as the chat template renders them.
+
+    The prompt is rendered with the generation prompt; the answer's tokens are what the full conversation adds after
+    it. Sequences are cut to `max_length` from the end, as TRL's preference trainers do ("keep_start").
+    """
+    device = next(model.parameters()).device
+    sequences: list[tuple[list[int], int]] = []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        whole = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
+        prompt_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(whole, add_special_tokens=False)["input_ids"]
+        start = len(prompt_ids) if ids[: len(prompt_ids)] == prompt_ids else len(prompt_ids) - 1
+        sequences.append((ids[:max_length], min(start, max_length)))
+    scores: list[tuple[float, int]] = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for first in range(0, len(sequences), batch_size):
+            batch = sequences[first : first + batch_size]
+            width = max(len(ids) for ids, _ in batch)
+            pad = tokenizer.pad_token_id or 0
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
+            logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
+            log_probs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None])[..., 0]
+            for row, (ids, start) in enumerate(batch):
+                # Token t is predicted at position t - 1: the answer's tokens are ids[start:].
+                answer = log_probs[row, max(start, 1) - 1 : len(ids) - 1]
+                scores.append((float(answer.sum()), int(answer.numel())))
+    model.train(was_training)
+    return scores
+
+
+def preference_metrics(
+    trainer: Trainer,
+    eval_key: str,
+    raw: Dataset,
+    model: Any,
+    tokenizer: Any,
+    max_length: int,
+    batch_size: int,
+    length_normalised: bool,
+) -> dict[str, float]:
+    """The objective's validation loss and, on held-out pairs, how often the model itself prefers the chosen answer.
+
+    reward_accuracy: the share of pairs where the chosen answer's log-probability beats the rejected one's (per token
+    when the objective normalises by length, as ORPO does); reward_margin: the mean of that difference. Unlike TRL's
+    rewards/accuracies (relative to the reference, so 0 before training), these read the same before and after.
+    Unpaired (KTO) rows: the mean log-probability of the desirable and of the undesirable answers instead.
+    """
+    metrics = {"loss": round(trainer.evaluate(eval_dataset=eval_key, metric_key_prefix="eval")["eval_loss"], 6)}
+
+    def value(score: tuple[float, int]) -> float:
+        total, tokens = score
+        return total / max(tokens, 1) if length_normalised else total
+
+    prompts = [[{"role": m["role"], "content": m["content"]} for m in prompt] for prompt in raw["prompt"]]
+    if "chosen" in raw.column_names:
+        chosen = answer_log_probs(model, tokenizer, prompts, list(raw["chosen"]), max_length, batch_size)
+        rejected = answer_log_probs(model, tokenizer, prompts, list(raw["rejected"]), max_length, batch_size)
+        margins = [value(c) - value(r) for c, r in zip(chosen, rejected, strict=True)]
+        metrics["reward_accuracy"] = round(float(np.mean([margin > 0 for margin in margins])), 6)
+        metrics["reward_margin"] = round(float(np.mean(margins)), 6)
+        return metrics
+    scores = answer_log_probs(model, tokenizer, prompts, list(raw["completion"]), max_length, batch_size)
+    for label, name in ((True, "desirable_log_prob"), (False, "undesirable_log_prob")):
+        picked = [value(score) for score, flag in zip(scores, raw["label"], strict=True) if bool(flag) is label]
+        if picked:
+            metrics[name] = round(float(np.mean(picked)), 6)
+    return metrics

@@ -21,12 +21,12 @@ from jobs.training.spec import HYPERPARAMETERS, PRESETS, Hyperparameters, SpecEr
 #   model are weak for a linear probe: head learns slowest, which is what the method is.
 # - seq2seq: 3e-4 full (T5 is tuned at 1e-3 with Adafactor; AdamW wants less), 1e-3 LoRA.
 _LEARNING_RATES: dict[str, dict[str, float]] = {
-    "full": {"generative": 2e-5, "encoder": 1e-4, "seq2seq": 3e-4},
-    "freeze": {"generative": 4e-5, "encoder": 3e-4, "seq2seq": 5e-4},
-    "lora": {"generative": 2e-4, "encoder": 3e-3, "seq2seq": 1e-3},
-    "qlora": {"generative": 2e-4, "encoder": 3e-3, "seq2seq": 1e-3},
-    "prompt_tuning": {"generative": 3e-2, "encoder": 3e-2, "seq2seq": 3e-2},
-    "head": {"generative": 3e-2, "encoder": 3e-2, "seq2seq": 3e-2},
+    "full": {"generative": 2e-5, "encoder": 1e-4, "seq2seq": 3e-4, "preference": 1e-6},
+    "freeze": {"generative": 4e-5, "encoder": 3e-4, "seq2seq": 5e-4, "preference": 2e-6},
+    "lora": {"generative": 2e-4, "encoder": 3e-3, "seq2seq": 1e-3, "preference": 5e-5},
+    "qlora": {"generative": 2e-4, "encoder": 3e-3, "seq2seq": 1e-3, "preference": 5e-5},
+    "prompt_tuning": {"generative": 3e-2, "encoder": 3e-2, "seq2seq": 3e-2, "preference": 3e-2},
+    "head": {"generative": 3e-2, "encoder": 3e-2, "seq2seq": 3e-2, "preference": 3e-2},
 }
 
 # Epochs per preset: generative SFT overfits past ~3 epochs, while classifiers on small uploads (hundreds of
@@ -35,6 +35,7 @@ _EPOCHS: dict[str, dict[str, float]] = {
     "generative": {"quick": 1, "balanced": 2, "thorough": 3},
     "encoder": {"quick": 3, "balanced": 5, "thorough": 10},
     "seq2seq": {"quick": 2, "balanced": 4, "thorough": 8},
+    "preference": {"quick": 1, "balanced": 2, "thorough": 3},
 }
 
 # Sequence lengths: SFT rows are long, labels and tags short; thorough keeps more of the long tail.
@@ -42,6 +43,8 @@ _MAX_LENGTH: dict[str, dict[str, int]] = {
     "generative": {"quick": 256, "balanced": 1024, "thorough": 2048},
     "encoder": {"quick": 128, "balanced": 256, "thorough": 512},
     "seq2seq": {"quick": 256, "balanced": 512, "thorough": 512},
+    # Prompt plus one answer; each pair is two such sequences.
+    "preference": {"quick": 256, "balanced": 1024, "thorough": 2048},
 }
 
 # Quick is "a first result in minutes" on a CPU worker (docs/benchmarks.md, "Quick on the bundled models"): on two
@@ -51,6 +54,7 @@ _MAX_STEPS: dict[str, dict[str, int | None]] = {
     "generative": {"quick": 12, "balanced": None, "thorough": None},
     "encoder": {"quick": None, "balanced": None, "thorough": None},
     "seq2seq": {"quick": 60, "balanced": None, "thorough": None},
+    "preference": {"quick": 12, "balanced": None, "thorough": None},
 }
 
 # Validation rows each evaluation reads (a seeded sample, the same before and after training). Causal LM and seq2seq
@@ -59,6 +63,7 @@ _EVAL_MAX_ROWS: dict[str, dict[str, int]] = {
     "generative": {"quick": 24, "balanced": 200, "thorough": 500},
     "encoder": {"quick": 200, "balanced": 500, "thorough": 2000},
     "seq2seq": {"quick": 32, "balanced": 200, "thorough": 500},
+    "preference": {"quick": 24, "balanced": 200, "thorough": 500},
 }
 
 # LoRA rank grows with the preset; alpha = 2r keeps the effective scale constant (rsLoRA-style intuition).
@@ -71,6 +76,10 @@ def task_family(task: str) -> str:
 
 def _batch_size(family: str, parameter_count: int) -> tuple[int, int]:
     """Per-device batch size and accumulation: the effective batch stays ~16 while memory shrinks with size."""
+    if family == "preference":
+        # Each pair is two sequences (chosen and rejected): half the rows per micro-batch, twice the accumulation.
+        size, accumulation = _batch_size("generative", parameter_count)
+        return max(size // 2, 1), accumulation * 2
     base = 16 if family == "encoder" else 8
     if parameter_count >= 6_000_000_000:
         return 2, base // 2
@@ -99,6 +108,8 @@ def validate_overrides(overrides: dict[str, Any]) -> list[str]:
                 problems.append(f"Hyperparameter '{key}' must be between {low:g} and {high:g}, not {value!r}.")
         if key == "preset" and value not in PRESETS:
             problems.append(f"Preset must be one of {', '.join(PRESETS)}, not {value!r}.")
+        if key == "objective" and value not in registry.OBJECTIVES:
+            problems.append(f"Objective must be one of {', '.join(registry.OBJECTIVES)}, not {value!r}.")
         if key == "target_modules" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
             problems.append("Hyperparameter 'target_modules' must be a list of module names.")
         if key == "target_modules" and isinstance(value, str) and value != "all-linear":

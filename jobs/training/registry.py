@@ -90,6 +90,9 @@ class Shape:
 SHAPE_TABLE: dict[str, Shape] = {
     shape.name: shape
     for shape in (
+        # Preference data first: its prompt may come as `conversations` (LLaMA-Factory), which chat would take.
+        Shape("preference", "preference", ("prompt", "chosen", "rejected")),
+        Shape("preference_unpaired", "preference", ("prompt", "completion", "label")),
         Shape("chat", "sft", ("messages",), ("system",)),
         Shape("instruction", "sft", ("instruction", "output"), ("input",)),
         Shape("token_classification", "token_classification", ("tokens", "tags")),
@@ -113,7 +116,8 @@ class Task:
     preset_family: str  # generative | encoder | seq2seq (jobs.training.presets)
     methods: tuple[str, ...]
     # Which trainer branch of the engine runs it: "sft" (TRL's SFTTrainer: chat templates, packing, its fused LM
-    # head), "classifier" (Trainer over a new head), "seq2seq" (Seq2SeqTrainer).
+    # head), "classifier" (Trainer over a new head), "seq2seq" (Seq2SeqTrainer), "preference" (TRL's DPO, ORPO or
+    # KTO trainer, by the `objective` hyperparameter).
     trainer: str
     # A head over labels found in the data (a classifier), or text out (generative).
     classifier: bool = False
@@ -146,6 +150,10 @@ TASK_TABLE: dict[str, Task] = {
             "text-generation", "generative", _LM_METHODS, "sft",
         ),
         Task(
+            "preference", "Preference tuning (DPO, ORPO, KTO)", "causal_lm", "AutoModelForCausalLM", "CAUSAL_LM",
+            "text-generation", "preference", ("lora", "qlora", "full"), "preference",
+        ),
+        Task(
             "classification", "Text classification", "encoder", "AutoModelForSequenceClassification", "SEQ_CLS",
             "text-classification", "encoder", _CLASSIFIER_METHODS, "classifier", classifier=True,
         ),
@@ -163,6 +171,10 @@ TASK_TABLE: dict[str, Task] = {
 TASKS = tuple(TASK_TABLE)
 METHODS = tuple(METHOD_TABLE)
 SHAPES = tuple(SHAPE_TABLE)
+# Preference objectives (the `objective` hyperparameter), each through TRL's own trainer. ORPO needs no reference
+# model; DPO and KTO use the frozen base as theirs (with adapters: the same weights, adapters switched off).
+OBJECTIVES = {"dpo": "DPO", "orpo": "ORPO", "kto": "KTO"}
+REFERENCE_FREE_OBJECTIVES = ("orpo",)
 METHODS_BY_TASK: dict[str, tuple[str, ...]] = {task.name: task.methods for task in TASK_TABLE.values()}
 ADAPTER_METHODS = tuple(name for name, method in METHOD_TABLE.items() if method.adapter)
 MERGEABLE_METHODS = tuple(name for name, method in METHOD_TABLE.items() if method.mergeable)

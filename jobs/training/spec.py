@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,6 +91,12 @@ class Hyperparameters:
     activation_checkpointing: bool = knob(
         False, (bool,), "Recompute activations in the backward pass: a third slower, far less memory."
     )
+    # Preference tuning only.
+    objective: str = knob("dpo", (str,), "Preference tuning: dpo, orpo or kto (kto also takes unpaired rows).")
+    beta: float = knob(
+        0.1, _NUMBER, "Preference tuning: how far from the base the model may move (DPO/KTO), ORPO's odds-ratio weight.",
+        (0.001, 10.0), form="float",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -120,6 +127,10 @@ class TrainingSpec:
     # A checkpoint every this many seconds of training as well as every save_steps, so that a killed run loses
     # at most about this much work however long its steps are (0 turns the timed checkpoints off).
     checkpoint_seconds: float = 60.0
+    # Called with each checkpoint folder once Trainer has written it whole (optimizer, scheduler and RNG state
+    # included), on the main process; a worker with remote storage uploads it (jobs.checkpoint_store). Training
+    # waits for it: it must return at once and never raise.
+    on_checkpoint: Callable[[Path], None] | None = None
 
 
 @dataclass

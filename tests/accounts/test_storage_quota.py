@@ -29,7 +29,7 @@ def model_row(owner, size: int, name: str = "big-model") -> CatalogModel:  # typ
     model_id = uuid.uuid4()
     return CatalogModel.objects.create(
         id=model_id, owner=owner, name=name, kind=Kind.BASE, family="causal_lm", storage_prefix=f"models/{model_id}",
-        size_bytes=size, files=[{"name": "model.safetensors", "size_bytes": size, "sha256": ""}], tasks=["sft"],
+        size_bytes=size, files=[{"name": "model.safetensors", "size_bytes": size, "sha256": ""}], task="sft",
     )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import log_in
-from webapp.catalog import services
+from webapp.catalog import importing
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_login_then_catalog_lists_both_bundled_models(page, alice):
-    services.import_bundled_models()
+    importing.import_bundled_models()
     log_in(page, "alice")
     page.goto("/models/")
     smol = page.locator("tr.model-row[data-model='SmolLM2-135M-Instruct']")

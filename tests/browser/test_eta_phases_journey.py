@@ -13,7 +13,7 @@ from jobs.reporting import JobReporter
 from jobs.training.spec import RunWork
 from tests.browser.wizard import open_quick_lora_review
 from tests.jobs.conftest import INSTRUCTIONS, ready_dataset
-from webapp.catalog.services import import_base_model
+from webapp.catalog.importing import import_base_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

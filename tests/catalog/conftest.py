@@ -88,16 +88,16 @@ def make_prompt_tuning_adapter(base_dir: Path, out_dir: Path, virtual_tokens: in
 
 @pytest.fixture
 def causal_base(tiny_causal_lm_dir):  # type: ignore[no-untyped-def]
-    from webapp.catalog import services
+    from webapp.catalog import importing
 
-    return services.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
+    return importing.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
 
 
 @pytest.fixture
 def encoder_base(tiny_encoder_dir):  # type: ignore[no-untyped-def]
-    from webapp.catalog import services
+    from webapp.catalog import importing
 
-    return services.import_base_model(str(tiny_encoder_dir), name="tiny-encoder")
+    return importing.import_base_model(str(tiny_encoder_dir), name="tiny-encoder")
 
 
 @pytest.fixture(scope="session")
@@ -112,20 +112,20 @@ def classifier_adapter_dir(tiny_encoder_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def alices_causal_adapter(causal_base, causal_adapter_dir, alice):  # type: ignore[no-untyped-def]
-    from webapp.catalog import services
+    from webapp.catalog import registering
 
-    return services.register_derived_model(
+    return registering.register_derived_model(
         causal_adapter_dir, name="alice-chat-lora", kind="adapter", parent=causal_base, owner=alice,
-        metrics={"base": {"eval_loss": 6.5}, "tuned": {"eval_loss": 5.1}}, tasks=["sft"],
+        metrics={"base": {"eval_loss": 6.5}, "tuned": {"eval_loss": 5.1}}, task="sft",
     )
 
 
 @pytest.fixture
 def alices_classifier_adapter(encoder_base, classifier_adapter_dir, alice):  # type: ignore[no-untyped-def]
-    from webapp.catalog import services
+    from webapp.catalog import registering
 
-    return services.register_derived_model(
+    return registering.register_derived_model(
         classifier_adapter_dir, name="alice-sentiment-lora", kind="adapter", parent=encoder_base, owner=alice,
-        metrics={"base": {"accuracy": 0.5}, "tuned": {"accuracy": 0.9}}, tasks=["classification"],
+        metrics={"base": {"accuracy": 0.5}, "tuned": {"accuracy": 0.9}}, task="classification",
     )
 

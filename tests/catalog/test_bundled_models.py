@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from webapp.catalog import services
+from webapp.catalog import importing
 from webapp.catalog.models import CatalogModel
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -14,14 +14,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 @pytest.fixture
 def bundled() -> dict[str, CatalogModel]:
-    return {model.name: model for model in services.import_bundled_models()}
+    return {model.name: model for model in importing.import_bundled_models()}
 
 
 def test_bundled_models_have_their_real_parameter_counts_and_tasks(bundled):
     smol, minilm = bundled["SmolLM2-135M-Instruct"], bundled["all-MiniLM-L6-v2"]
     assert round(smol.parameter_count / 1e6, 1) == 134.5
     assert round(minilm.parameter_count / 1e6, 1) == 22.7
-    assert smol.tasks == ["sft", "text"] and smol.family == "causal_lm" and smol.has_chat_template
+    assert smol.tasks == ["sft", "text", "preference"] and smol.family == "causal_lm" and smol.has_chat_template
     assert minilm.tasks == ["classification", "token_classification"] and minilm.family == "encoder"
     assert smol.architecture == "LlamaForCausalLM" and minilm.architecture == "BertModel"
     assert smol.dtype == "float32"  # the GGUF was de-quantized
@@ -30,7 +30,7 @@ def test_bundled_models_have_their_real_parameter_counts_and_tasks(bundled):
 
 def test_importing_bundled_models_again_is_fast_and_creates_nothing(bundled):
     started = time.monotonic()
-    again = services.import_bundled_models()
+    again = importing.import_bundled_models()
     assert time.monotonic() - started < 5
     assert {m.id for m in again} == {m.id for m in bundled.values()}
     assert CatalogModel.objects.count() == 2

@@ -28,7 +28,7 @@ def stored_model(owner, name: str = "alice-lora", kind: str = Kind.ADAPTER, pare
         files.append({"name": name_in_folder, "size_bytes": len(data), "sha256": "0" * 64})
     return CatalogModel.objects.create(
         id=model_id, owner=owner, name=name, kind=kind, parent=parent, family="causal_lm", storage_prefix=prefix,
-        files=files, size_bytes=sum(len(d) for d in contents.values()), tasks=["sft"],
+        files=files, size_bytes=sum(len(d) for d in contents.values()), task="sft",
     )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.catalog import services
+from webapp.catalog import deployment, registering
+from webapp.lib.errors import LayercakeError
 
 pytestmark = pytest.mark.django_db
 
 
 def test_adapter_profile_measures_all_three_ways_with_shared_base_flags(alices_causal_adapter, causal_base, client_alice):
-    state = services.profile_deployment(alices_causal_adapter)
+    state = deployment.profile_deployment(alices_causal_adapter)
     assert state["status"] == "done", state
     rows = {row["mode"]: row for row in state["modes"]}
     assert set(rows) == {"full_model", "merged_at_load", "adapter_at_inference"}
@@ -30,14 +31,14 @@ def test_adapter_profile_measures_all_three_ways_with_shared_base_flags(alices_c
 
 @pytest.mark.slow
 def test_classifier_latency_is_per_example(alices_classifier_adapter):
-    state = services.profile_deployment(alices_classifier_adapter)
+    state = deployment.profile_deployment(alices_classifier_adapter)
     assert state["status"] == "done", state
     assert state["unit"] == "example"
 
 
 def test_a_base_model_has_no_deployment_table(causal_base):
-    with pytest.raises(services.LayercakeError, match="derived model"):
-        services.request_deployment_profile(causal_base)
+    with pytest.raises(LayercakeError, match="derived model"):
+        deployment.request_deployment_profile(causal_base)
 
 
 def test_registering_a_derived_model_queues_its_profile_after_commit(causal_base, causal_adapter_dir, alice, monkeypatch, settings, django_capture_on_commit_callbacks):
@@ -47,7 +48,7 @@ def test_registering_a_derived_model_queues_its_profile_after_commit(causal_base
     sent: list[str] = []
     monkeypatch.setattr(tasks.profile_deployment, "apply_async", lambda args, queue, task_id: sent.extend(args))
     with django_capture_on_commit_callbacks(execute=True):
-        adapter = services.register_derived_model(causal_adapter_dir, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+        adapter = registering.register_derived_model(causal_adapter_dir, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
     assert sent == [str(adapter.id)]
     adapter.refresh_from_db()
     assert adapter.deployment["status"] == "queued"

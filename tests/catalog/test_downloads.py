@@ -52,11 +52,11 @@ def test_zip_checksums_list_still_verifies_inside_the_unzipped_folder(api_alice,
     import shutil
 
     from jobs.training.artifact import write_checksums
-    from webapp.catalog import services
+    from webapp.catalog import registering
 
     artifact = shutil.copytree(causal_adapter_dir, tmp_path / "artifact")
     write_checksums(artifact)  # as the engine does
-    model = services.register_derived_model(artifact, name="checked", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    model = registering.register_derived_model(artifact, name="checked", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
     archive = unzip(api_alice.get(f"/api/v1/models/{model.id}/download/"))
     listing = archive.read("checked/checksums.sha256").decode().splitlines()
     assert any(line.endswith("  README.md") for line in listing)
@@ -66,10 +66,10 @@ def test_zip_checksums_list_still_verifies_inside_the_unzipped_folder(api_alice,
 
 
 def test_a_model_without_a_card_gets_one_in_the_zip(api_alice, alice, tiny_bert_dir):
-    from webapp.catalog import services
+    from webapp.catalog import importing
 
     (tiny_bert_dir / "README.md").unlink()
-    base = services.import_base_model(str(tiny_bert_dir), name="bert-no-card", owner=alice)
+    base = importing.import_base_model(str(tiny_bert_dir), name="bert-no-card", owner=alice)
     archive = unzip(api_alice.get(f"/api/v1/models/{base.id}/download/"))
     assert "bert-no-card/README.md" in archive.namelist()
     assert "## Use" in archive.read("bert-no-card/README.md").decode()

@@ -9,14 +9,15 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
-from webapp.catalog import services
+from webapp.catalog import importing
 from webapp.catalog.models import CatalogModel, Kind
+from webapp.lib.errors import LayercakeError
 
 pytestmark = pytest.mark.django_db
 
 
 def test_import_records_architecture_parameters_and_tasks(tiny_bert_dir, tiny_bert_parameter_count):
-    model = services.import_base_model(str(tiny_bert_dir), name="tiny-bert")
+    model = importing.import_base_model(str(tiny_bert_dir), name="tiny-bert")
     assert model.kind == Kind.BASE
     assert model.architecture == "BertModel"
     assert model.family == "encoder"
@@ -28,7 +29,7 @@ def test_import_records_architecture_parameters_and_tasks(tiny_bert_dir, tiny_be
 
 
 def test_imported_files_are_in_storage_with_matching_checksums(tiny_bert_dir):
-    model = services.import_base_model(str(tiny_bert_dir))
+    model = importing.import_base_model(str(tiny_bert_dir))
     names = {entry["name"] for entry in model.files}
     assert {"config.json", "model.safetensors", "README.md"} <= names
     for entry in model.files:
@@ -38,29 +39,29 @@ def test_imported_files_are_in_storage_with_matching_checksums(tiny_bert_dir):
 
 
 def test_second_import_of_the_same_source_is_a_no_op(tiny_bert_dir):
-    first = services.import_base_model(str(tiny_bert_dir))
-    second = services.import_base_model(str(tiny_bert_dir))
+    first = importing.import_base_model(str(tiny_bert_dir))
+    second = importing.import_base_model(str(tiny_bert_dir))
     assert first.id == second.id
     assert CatalogModel.objects.count() == 1
 
 
 def test_pickle_weights_are_never_stored(tiny_bert_dir):
     (tiny_bert_dir / "pytorch_model.bin").write_bytes(b"not loaded, ever")
-    model = services.import_base_model(str(tiny_bert_dir))
+    model = importing.import_base_model(str(tiny_bert_dir))
     assert "pytorch_model.bin" not in {entry["name"] for entry in model.files}
 
 
 def test_folder_without_safetensors_is_refused_and_nothing_is_stored(tmp_path, tiny_bert_dir):
     (tiny_bert_dir / "model.safetensors").unlink()
-    with pytest.raises(services.LayercakeError, match="safetensors"):
-        services.import_base_model(str(tiny_bert_dir))
+    with pytest.raises(LayercakeError, match="safetensors"):
+        importing.import_base_model(str(tiny_bert_dir))
     assert CatalogModel.objects.count() == 0
 
 
 def test_local_dir_loads_with_transformers(tiny_bert_dir):
     from transformers import AutoModel
 
-    model = services.import_base_model(str(tiny_bert_dir))
+    model = importing.import_base_model(str(tiny_bert_dir))
     loaded = AutoModel.from_pretrained(model.local_dir())
     assert sum(p.numel() for p in loaded.parameters()) == model.parameter_count
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test.client import encode_multipart
 
-from webapp.catalog import services
+from webapp.catalog import importing
 from webapp.catalog.models import CatalogModel
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def one_mb_limit(settings, monkeypatch):  # type: ignore[no-untyped-def]
     def must_not_run(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("the import ran on a body over the limit")
 
-    monkeypatch.setattr(services, "import_upload", must_not_run)
+    monkeypatch.setattr(importing, "import_upload", must_not_run)
 
 
 def body(size: int) -> bytes:

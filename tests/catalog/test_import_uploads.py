@@ -13,8 +13,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.catalog.conftest import make_lora_adapter
-from webapp.catalog import archives, services
+from webapp.catalog import archives, importing
 from webapp.catalog.models import CatalogModel, Kind
+from webapp.lib.errors import LayercakeError
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +46,7 @@ def test_external_adapter_on_its_base_is_imported_under_it(causal_base, causal_a
     config = json.loads((folder / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "SomeOrg/tiny-llama"  # a hub id naming the same model
     (folder / "adapter_config.json").write_text(json.dumps(config))
-    adapter = services.import_upload(upload(zip_folder(folder)), kind="adapter", name="ext", owner=alice, base=causal_base)
+    adapter = importing.import_upload(upload(zip_folder(folder)), kind="adapter", name="ext", owner=alice, base=causal_base)
     assert adapter.parent == causal_base and adapter.kind == Kind.ADAPTER and adapter.tasks == ["sft"]
 
 
@@ -54,20 +55,20 @@ def test_adapter_naming_another_base_is_refused_with_the_reason(causal_base, cau
     config = json.loads((folder / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "meta-llama/Llama-3-8B"
     (folder / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(services.LayercakeError, match="trained on 'meta-llama/Llama-3-8B', not on tiny-llama"):
-        services.import_upload(upload(zip_folder(folder)), kind="adapter", name="x", owner=alice, base=causal_base)
+    with pytest.raises(LayercakeError, match="trained on 'meta-llama/Llama-3-8B', not on tiny-llama"):
+        importing.import_upload(upload(zip_folder(folder)), kind="adapter", name="x", owner=alice, base=causal_base)
     assert not CatalogModel.objects.filter(kind=Kind.ADAPTER).exists()
 
 
 def test_adapter_whose_shapes_do_not_fit_the_base_is_refused(encoder_base, causal_adapter_dir, tiny_causal_lm_dir, alice, tmp_path, tiny_encoder_dir):
     # A LoRA made for the encoder, but offered for the causal LM: modules it targets do not exist there.
     folder = make_lora_adapter(tiny_encoder_dir, tmp_path / "enc-adapter", task="classification")
-    llama = services.import_base_model(str(tiny_causal_lm_dir), name="tiny-encoder-impostor")
+    llama = importing.import_base_model(str(tiny_causal_lm_dir), name="tiny-encoder-impostor")
     config = json.loads((folder / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = llama.name
     (folder / "adapter_config.json").write_text(json.dumps(config))
-    with pytest.raises(services.LayercakeError, match="do not fit tiny-encoder-impostor") as raised:
-        services.import_upload(upload(zip_folder(folder)), kind="adapter", name="x", owner=alice, base=llama)
+    with pytest.raises(LayercakeError, match="do not fit tiny-encoder-impostor") as raised:
+        importing.import_upload(upload(zip_folder(folder)), kind="adapter", name="x", owner=alice, base=llama)
     assert "does not have" in raised.value.details[0].message
 
 
@@ -91,7 +92,7 @@ def hostile_zip(name: str, data: bytes = b"{}", symlink: bool = False) -> bytes:
 ])
 def test_hostile_zips_are_refused(tmp_path, name, symlink, reason):
     (tmp_path / "in.zip").write_bytes(hostile_zip(name, symlink=symlink))
-    with pytest.raises(services.LayercakeError, match=reason):
+    with pytest.raises(LayercakeError, match=reason):
         archives.extract_model_zip(tmp_path / "in.zip", tmp_path / "out", max_bytes=1 << 30)
     assert not (tmp_path / "evil.json").exists()
 
@@ -101,14 +102,14 @@ def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("model.safetensors", b"\0" * (50 * 1024 * 1024))
     (tmp_path / "bomb.zip").write_bytes(buffer.getvalue())
-    with pytest.raises(services.LayercakeError, match="zip bomb"):
+    with pytest.raises(LayercakeError, match="zip bomb"):
         archives.extract_model_zip(tmp_path / "bomb.zip", tmp_path / "out", max_bytes=1 << 30)
     assert not (tmp_path / "out").exists()
 
 
 def test_a_zip_larger_than_the_limit_is_refused(tmp_path, tiny_encoder_dir):
     (tmp_path / "m.zip").write_bytes(zip_folder(tiny_encoder_dir))
-    with pytest.raises(services.LayercakeError, match="more than the"):
+    with pytest.raises(LayercakeError, match="more than the"):
         archives.extract_model_zip(tmp_path / "m.zip", tmp_path / "out", max_bytes=1000)
 
 
@@ -135,8 +136,8 @@ def test_api_import_of_an_adapter_answers_201_and_a_mismatch_400(api_alice, caus
 
 
 def test_a_file_named_gguf_that_is_not_one_is_refused(alice):
-    with pytest.raises(services.LayercakeError, match="not a GGUF model"):
-        services.import_upload(upload(b"PK\x03\x04 not gguf", "model.gguf"), kind="base", name="x", owner=alice)
+    with pytest.raises(LayercakeError, match="not a GGUF model"):
+        importing.import_upload(upload(b"PK\x03\x04 not gguf", "model.gguf"), kind="base", name="x", owner=alice)
     assert not CatalogModel.objects.exists()
 
 
@@ -144,11 +145,11 @@ def test_a_file_named_gguf_that_is_not_one_is_refused(alice):
 def test_a_gguf_upload_becomes_a_private_base_model(alice):
     from django.core.files.uploadedfile import TemporaryUploadedFile
 
-    gguf = next(b for b in services.BUNDLED_MODELS if b.name == "SmolLM2-135M-Instruct").path()
+    gguf = next(b for b in importing.BUNDLED_MODELS if b.name == "SmolLM2-135M-Instruct").path()
     with gguf.open("rb") as source:
         uploaded = TemporaryUploadedFile("SmolLM2.gguf", "application/octet-stream", gguf.stat().st_size, None)
         shutil.copyfileobj(source, uploaded)
         uploaded.seek(0)
-        model = services.import_upload(uploaded, kind="base", name="my-smol", owner=alice)
+        model = importing.import_upload(uploaded, kind="base", name="my-smol", owner=alice)
     assert model.owner == alice and model.architecture == "LlamaForCausalLM"
     assert round(model.parameter_count / 1e6, 1) == 134.5 and model.has_chat_template

@@ -6,14 +6,16 @@ import shutil
 
 import pytest
 
-from webapp.catalog import merging, services
+from jobs.merging import MergeDrift, merge_adapter
+from webapp.catalog import merging, registering
 from webapp.catalog.models import CatalogModel, Kind
+from webapp.lib.errors import LayercakeError
 
 pytestmark = pytest.mark.django_db
 
 
 def test_merged_model_is_a_full_model_under_its_adapter_with_the_proof(alices_causal_adapter, causal_base, alice):
-    merged = services.merge_adapter(alices_causal_adapter, alice)
+    merged = merge_adapter(alices_causal_adapter, alice)
     assert merged.kind == Kind.MERGED and merged.owner == alice
     assert [m.id for m in merged.lineage()] == [causal_base.id, alices_causal_adapter.id, merged.id]
     assert merged.parameter_count == causal_base.parameter_count
@@ -32,7 +34,7 @@ def test_merged_model_answers_like_adapter_on_base_and_unlike_the_base(alices_ca
 
     from webapp.catalog import loading
 
-    merged = services.merge_adapter(alices_causal_adapter, alice)
+    merged = merge_adapter(alices_causal_adapter, alice)
     base_dir, adapter_dir = alices_causal_adapter.parent.local_dir(), alices_causal_adapter.local_dir()
     tokenizer = loading.load_tokenizer(adapter_dir)
     inputs = tokenizer("the cat likes the book", return_tensors="pt")
@@ -45,7 +47,7 @@ def test_merged_model_answers_like_adapter_on_base_and_unlike_the_base(alices_ca
 
 
 def test_classifier_merge_compares_predicted_labels(alices_classifier_adapter, alice):
-    merged = services.merge_adapter(alices_classifier_adapter, alice)
+    merged = merge_adapter(alices_classifier_adapter, alice)
     proof = merged.metrics["merge_proof"]
     assert proof["passed"] and proof["compared"] == "predicted labels"
     assert merged.architecture == "BertForSequenceClassification"
@@ -59,9 +61,9 @@ def test_corrupted_adapter_merge_is_refused_with_evidence_and_nothing_registered
     first = sorted(weights)[0]
     weights[first][0, 0] = float("nan")
     save_file(weights, folder / "adapter_model.safetensors")
-    adapter = services.register_derived_model(folder, name="corrupt", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
-    with pytest.raises(services.MergeDrift) as raised:
-        services.merge_adapter(adapter, alice)
+    adapter = registering.register_derived_model(folder, name="corrupt", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
+    with pytest.raises(MergeDrift) as raised:
+        merge_adapter(adapter, alice)
     evidence = raised.value.evidence
     assert evidence["passed"] is False and not evidence["prompts"][0]["finite"]
     assert raised.value.details and "merged model was not kept" in raised.value.message
@@ -80,8 +82,8 @@ def test_a_merge_that_drifts_is_caught_by_the_logit_comparison(alices_causal_ada
         return merged
 
     monkeypatch.setattr(merging, "merge_weights", drifting_merge)
-    with pytest.raises(services.MergeDrift) as raised:
-        services.merge_adapter(alices_causal_adapter, alice)
+    with pytest.raises(MergeDrift) as raised:
+        merge_adapter(alices_causal_adapter, alice)
     rows = raised.value.evidence["prompts"]
     assert all(row["finite"] for row in rows)
     assert any(not row["logits_within_tolerance"] for row in rows)
@@ -90,5 +92,5 @@ def test_a_merge_that_drifts_is_caught_by_the_logit_comparison(alices_causal_ada
 
 
 def test_only_adapters_can_be_merged(causal_base, alice):
-    with pytest.raises(services.LayercakeError, match="only adapters"):
-        services.merge_adapter(causal_base, alice)
+    with pytest.raises(LayercakeError, match="only adapters"):
+        merge_adapter(causal_base, alice)

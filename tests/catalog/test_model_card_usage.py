@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from webapp.catalog import loading, services
+from webapp.catalog import loading, registering, storing
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_classifier_adapter_card_loads_the_adapter_over_its_downloaded_base(api_
     assert f"from_pretrained('{encoder_base.name}', config=AutoConfig.from_pretrained('alice-sentiment-lora'))" in card
     namespace = run_the_card(api_alice, card, tmp_path / "work", monkeypatch)
     assert isinstance(namespace["model"], PeftModel)
-    expected = loading.load_adapter_on_base(services.local_dir(alices_classifier_adapter), services.local_dir(encoder_base))
+    expected = loading.load_adapter_on_base(storing.local_dir(alices_classifier_adapter), storing.local_dir(encoder_base))
     inputs = namespace["tokenizer"]("I really enjoyed it", return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(namespace["model"](**inputs).logits, expected(**inputs).logits, atol=1e-6)
@@ -66,7 +66,7 @@ def test_engine_card_placeholder_and_hub_id_are_replaced(api_alice, causal_base,
         base_model="layercake/tiny-base", adapter=True, task="sft", method="lora", dataset_names=["chat"],
         metrics={"base": {}, "tuned": {}}, hyperparameters={}, summary={"global_step": 3},
     ))
-    adapter = services.register_derived_model(artifact, name="chat lora", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    adapter = registering.register_derived_model(artifact, name="chat lora", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
     card = card_in_zip(api_alice, adapter, tmp_path / "probe")
     assert "path/to/this/folder" not in card and "from_pretrained('layercake/tiny-base')" not in card
     assert card.count("## Use") == 1 and "## Training" in card and "- global_step: 3" in card
@@ -75,7 +75,7 @@ def test_engine_card_placeholder_and_hub_id_are_replaced(api_alice, causal_base,
 
 
 def test_full_model_card_loads_the_folder_with_its_auto_class(api_alice, client_alice, causal_base, tiny_causal_lm_dir, alice, tmp_path, monkeypatch):
-    full = services.register_derived_model(tiny_causal_lm_dir, name="full-ft", kind="full", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    full = registering.register_derived_model(tiny_causal_lm_dir, name="full-ft", kind="full", parent=causal_base, owner=alice, metrics={}, task="sft")
     card = card_in_zip(api_alice, full, tmp_path / "probe")
     assert "AutoModelForCausalLM.from_pretrained('full-ft')" in card and "PeftModel" not in card
     namespace = run_the_card(api_alice, card, tmp_path / "work", monkeypatch)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from webapp.catalog import services
+from webapp.catalog import importing
 from webapp.catalog.models import CatalogModel, Kind
 
 pytestmark = pytest.mark.django_db
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def shared_base(tiny_bert_dir) -> CatalogModel:
-    return services.import_base_model(str(tiny_bert_dir), name="tiny-bert")
+    return importing.import_base_model(str(tiny_bert_dir), name="tiny-bert")
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def alices_adapter(shared_base, alice) -> CatalogModel:
     # A derived entry as the jobs app will register it: owned, linked to its parent.
     return CatalogModel.objects.create(
         owner=alice, name="alice-adapter", kind=Kind.ADAPTER, parent=shared_base, family=shared_base.family,
-        tasks=["classification"], storage_prefix=f"models/{uuid.uuid4()}", size_bytes=1234,
+        task="classification", storage_prefix=f"models/{uuid.uuid4()}", size_bytes=1234,
     )
 
 

@@ -9,7 +9,8 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from webapp.catalog import services, tasks
+from jobs.services import online_queues
+from webapp.catalog import deployment, tasks
 from webapp.catalog.models import CatalogModel
 
 pytestmark = pytest.mark.django_db
@@ -28,15 +29,20 @@ def backdate(model: CatalogModel, key: str, seconds: int) -> None:
     CatalogModel.objects.filter(pk=model.pk).update(deployment=state)
 
 
-def deployment(model: CatalogModel) -> dict:
+def state_of(model: CatalogModel) -> dict:
     return CatalogModel.objects.get(pk=model.pk).deployment
+
+
+def recover() -> list[CatalogModel]:
+    """As the periodic check (jobs.tasks.check_jobs) calls it: told the queues of the workers online."""
+    return deployment.recover_stuck_profiles(online_queues())
 
 
 def test_the_request_is_sent_after_commit_with_its_task_id_stored(api_alice, alices_causal_adapter, sent, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = api_alice.post(f"/api/v1/models/{alices_causal_adapter.id}/profile/")
     assert response.status_code == 202 and response.json()["deployment"]["status"] == "queued"
-    assert sent == [([str(alices_causal_adapter.id)], deployment(alices_causal_adapter)["task_id"])]
+    assert sent == [([str(alices_causal_adapter.id)], state_of(alices_causal_adapter)["task_id"])]
 
 
 def test_an_unreachable_broker_marks_the_profile_failed_with_the_reason(client_alice, alices_causal_adapter, monkeypatch, django_capture_on_commit_callbacks):
@@ -47,43 +53,43 @@ def test_an_unreachable_broker_marks_the_profile_failed_with_the_reason(client_a
     with django_capture_on_commit_callbacks(execute=True):
         response = client_alice.post(f"/models/{alices_causal_adapter.id}/profile/")
     assert response.status_code in (200, 302)
-    assert deployment(alices_causal_adapter) == {
+    assert state_of(alices_causal_adapter) == {
         "status": "failed", "error": "The measuring queue was unreachable: ask again in a moment."
     }
 
 
 def test_a_profile_whose_message_was_lost_is_sent_again(alices_causal_adapter, sent, settings, django_capture_on_commit_callbacks):
-    services.request_deployment_profile(alices_causal_adapter)
-    assert services.recover_stuck_profiles() == []  # sent just now
+    deployment.request_deployment_profile(alices_causal_adapter)
+    assert recover() == []  # sent just now
     backdate(alices_causal_adapter, "sent_at", settings.LAYERCAKE_RESEND_AFTER_SECONDS + 1)
     with django_capture_on_commit_callbacks(execute=True):
-        assert [m.pk for m in services.recover_stuck_profiles()] == [alices_causal_adapter.pk]
-    state = deployment(alices_causal_adapter)
+        assert [m.pk for m in recover()] == [alices_causal_adapter.pk]
+    state = state_of(alices_causal_adapter)
     assert state["status"] == "queued" and state["sends"] == 2
     assert sent == [([str(alices_causal_adapter.id)], state["task_id"])]
 
 
 def test_a_profile_whose_worker_died_is_sent_again_then_given_up(alices_causal_adapter, sent, settings):
-    services.request_deployment_profile(alices_causal_adapter)
+    deployment.request_deployment_profile(alices_causal_adapter)
     for sends in range(1, settings.LAYERCAKE_MAX_SENDS + 1):
         # a worker takes the message, marks it running, and dies
         CatalogModel.objects.filter(pk=alices_causal_adapter.pk).update(
             deployment={"status": "running", "started_at": timezone.now().isoformat(), "sends": sends}
         )
-        assert services.recover_stuck_profiles() == []  # it may still be measuring
+        assert recover() == []  # it may still be measuring
         backdate(alices_causal_adapter, "started_at", settings.LAYERCAKE_PROFILE_STUCK_SECONDS + 1)
-        services.recover_stuck_profiles()
-    state = deployment(alices_causal_adapter)
+        recover()
+    state = state_of(alices_causal_adapter)
     assert state["status"] == "failed"
     assert f"stopped {settings.LAYERCAKE_MAX_SENDS} times" in state["error"]
 
 
 def test_a_profile_no_worker_takes_is_given_up_with_the_reason(alices_causal_adapter, sent, settings):
-    services.request_deployment_profile(alices_causal_adapter)
+    deployment.request_deployment_profile(alices_causal_adapter)
     for _ in range(settings.LAYERCAKE_MAX_SENDS):
         backdate(alices_causal_adapter, "sent_at", settings.LAYERCAKE_RESEND_AFTER_SECONDS + 1)
-        services.recover_stuck_profiles()
-    state = deployment(alices_causal_adapter)
+        recover()
+    state = state_of(alices_causal_adapter)
     assert state["status"] == "failed" and f"No worker took the measurement after {settings.LAYERCAKE_MAX_SENDS} tries" in state["error"]
 
 
@@ -91,9 +97,9 @@ def test_a_queued_profile_waits_while_a_cpu_worker_is_busy(alices_causal_adapter
     from jobs.worker_registry import register
 
     register("cpu@busy-with-a-long-job", ["cpu"])
-    services.request_deployment_profile(alices_causal_adapter)
+    deployment.request_deployment_profile(alices_causal_adapter)
     for _ in range(settings.LAYERCAKE_MAX_SENDS + 1):
         backdate(alices_causal_adapter, "sent_at", settings.LAYERCAKE_RESEND_AFTER_SECONDS + 1)
-        services.recover_stuck_profiles()
-    state = deployment(alices_causal_adapter)
+        recover()
+    state = state_of(alices_causal_adapter)
     assert state["status"] == "queued" and state["sends"] == settings.LAYERCAKE_MAX_SENDS + 2

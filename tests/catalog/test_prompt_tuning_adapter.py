@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from jobs.merging import merge_adapter
+from jobs.services import start_merge
 from tests.catalog.conftest import make_prompt_tuning_adapter
-from webapp.catalog import services
+from webapp.catalog import deployment, registering
+from webapp.lib.errors import LayercakeError
 from webapp.playground import services as playground
 from webapp.playground.resident import ResidentModels
 
@@ -15,7 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def soft_prompt(causal_base, tiny_causal_lm_dir, tmp_path, alice):  # type: ignore[no-untyped-def]
     folder = make_prompt_tuning_adapter(tiny_causal_lm_dir, tmp_path / "soft-prompt")
-    return services.register_derived_model(folder, name="soft", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    return registering.register_derived_model(folder, name="soft", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
 
 
 def test_soft_prompt_counts_only_its_virtual_token_embeddings(soft_prompt):
@@ -24,10 +27,10 @@ def test_soft_prompt_counts_only_its_virtual_token_embeddings(soft_prompt):
 
 
 def test_merging_a_soft_prompt_is_refused_with_the_reason(soft_prompt, alice):
-    with pytest.raises(services.LayercakeError, match="soft prompt is an input, not a weight"):
-        services.merge_adapter(soft_prompt, alice)
-    with pytest.raises(services.LayercakeError, match="not a mergeable adapter"):
-        services.start_merge(soft_prompt, alice)
+    with pytest.raises(LayercakeError, match="soft prompt is an input, not a weight"):
+        merge_adapter(soft_prompt, alice)
+    with pytest.raises(LayercakeError, match="not a mergeable adapter"):
+        start_merge(soft_prompt, alice)
 
 
 def test_soft_prompt_answers_in_the_playground_next_to_its_base(soft_prompt, causal_base, alice, monkeypatch):
@@ -41,7 +44,7 @@ def test_soft_prompt_answers_in_the_playground_next_to_its_base(soft_prompt, cau
 
 @pytest.mark.slow
 def test_soft_prompt_deployment_table_has_only_the_shared_base_way(soft_prompt):
-    state = services.profile_deployment(soft_prompt)
+    state = deployment.profile_deployment(soft_prompt)
     assert state["status"] == "done", state
     applicable = {row["mode"]: row["applicable"] for row in state["modes"]}
     assert applicable == {"full_model": False, "merged_at_load": False, "adapter_at_inference": True}

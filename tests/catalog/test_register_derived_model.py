@@ -8,8 +8,9 @@ import shutil
 import pytest
 from django.core.files.storage import default_storage
 
-from webapp.catalog import services
+from webapp.catalog import registering
 from webapp.catalog.models import CatalogModel, Kind
+from webapp.lib.errors import LayercakeError
 
 pytestmark = pytest.mark.django_db
 
@@ -37,8 +38,8 @@ def test_lineage_runs_from_the_base_to_the_adapter(alices_causal_adapter, causal
 
 
 def test_a_full_model_counts_all_its_parameters(causal_base, tiny_causal_lm_dir, alice):
-    full = services.register_derived_model(
-        tiny_causal_lm_dir, name="full-ft", kind="full", parent=causal_base, owner=alice, metrics={}, tasks=["sft"],
+    full = registering.register_derived_model(
+        tiny_causal_lm_dir, name="full-ft", kind="full", parent=causal_base, owner=alice, metrics={}, task="sft",
     )
     assert full.parameter_count == causal_base.parameter_count
     assert full.architecture == "LlamaForCausalLM"
@@ -49,11 +50,11 @@ def test_engine_checksums_travel_and_a_tampered_artifact_is_refused(causal_base,
 
     folder = shutil.copytree(causal_adapter_dir, tmp_path / "artifact")
     write_checksums(folder)
-    model = services.register_derived_model(folder, name="ok", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    model = registering.register_derived_model(folder, name="ok", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
     assert "checksums.sha256" in {entry["name"] for entry in model.files}
     (folder / "README.md").write_text("tampered")
-    with pytest.raises(services.LayercakeError, match="checksums") as raised:
-        services.register_derived_model(folder, name="bad", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    with pytest.raises(LayercakeError, match="checksums") as raised:
+        registering.register_derived_model(folder, name="bad", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
     assert raised.value.details[0].field == "README.md"
     assert CatalogModel.objects.filter(name="bad").count() == 0
 
@@ -62,8 +63,8 @@ def test_a_folder_without_adapter_weights_is_refused_and_nothing_is_stored(causa
     folder = shutil.copytree(causal_adapter_dir, tmp_path / "artifact")
     (folder / "adapter_model.safetensors").unlink()
     before = set(default_storage.listdir("models")[0])
-    with pytest.raises(services.LayercakeError, match="not an adapter"):
-        services.register_derived_model(folder, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+    with pytest.raises(LayercakeError, match="not an adapter"):
+        registering.register_derived_model(folder, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
     assert set(default_storage.listdir("models")[0]) == before
 
 
@@ -79,6 +80,6 @@ def test_a_storage_failure_midway_leaves_no_files_and_no_row(causal_base, causal
 
     monkeypatch.setattr(default_storage, "save", failing_save)
     with pytest.raises(OSError):
-        services.register_derived_model(causal_adapter_dir, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, tasks=["sft"])
+        registering.register_derived_model(causal_adapter_dir, name="x", kind="adapter", parent=causal_base, owner=alice, metrics={}, task="sft")
     assert len(saved) == 2 and not any(default_storage.exists(name) for name in saved)
     assert not CatalogModel.objects.filter(name="x").exists()

@@ -1,4 +1,4 @@
-"""Renaming a model: from its page or with PATCH on the API; owner-only, validated, nothing else changes."""
+"""Renaming a model: from its page or with PATCH on the API; owner-only, checked, nothing else changes."""
 
 from __future__ import annotations
 

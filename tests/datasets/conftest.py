@@ -23,7 +23,7 @@ def jsonl(rows: list[Any]) -> str:
 def ingest_and_check(owner: Any, filename: str, content: bytes | str, **options: Any) -> Dataset:
     """What a worker does after an upload, run in the test process (no broker, no eager mode)."""
     dataset = services.ingest(upload(filename, content), owner, **options)
-    return services.validate(dataset)
+    return services.check_dataset(dataset)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def test_upload_answers_201_uploaded_then_detail_shows_ready_with_profile(api_al
     body = response.json()
     assert FIELDS <= set(body)
     assert (body["name"], body["status"]) == ("Reviews", "uploaded")
-    services.validate(Dataset.objects.get(pk=body["id"]))
+    services.check_dataset(Dataset.objects.get(pk=body["id"]))
     detail = api_alice.get(f"/api/v1/datasets/{body['id']}/").json()
     assert (detail["status"], detail["task"], detail["rows"], detail["columns"]) == ("ready", "classification", 2, ["text", "label"])
     assert detail["errors"] == []
@@ -35,7 +35,7 @@ def test_upload_sends_the_check_after_commit(api_alice, django_capture_on_commit
     sent = []
     from webapp.datasets import tasks
 
-    monkeypatch.setattr(tasks.validate_dataset, "apply_async", lambda args, task_id: sent.append((args, task_id)))
+    monkeypatch.setattr(tasks.check_dataset, "apply_async", lambda args, task_id: sent.append((args, task_id)))
     with django_capture_on_commit_callbacks(execute=True):
         body = post(api_alice).json()
     assert sent == [([body["id"]], Dataset.objects.get(pk=body["id"]).task_id)]
@@ -57,7 +57,7 @@ def test_others_dataset_is_404_for_get_and_delete(api_alice, api_bob):
 
 def test_delete_removes_every_file(api_alice):
     dataset_id = post(api_alice).json()["id"]
-    dataset = services.validate(Dataset.objects.get(pk=dataset_id))
+    dataset = services.check_dataset(Dataset.objects.get(pk=dataset_id))
     names = [dataset.source_file, *dataset.normalized_files().values()]
     assert all(default_storage.exists(name) for name in names) and len(names) == 2
     assert api_alice.delete(f"/api/v1/datasets/{dataset_id}/").status_code == 204
@@ -67,7 +67,7 @@ def test_delete_removes_every_file(api_alice):
 
 def test_invalid_dataset_lists_reason_then_row_errors(api_alice):
     body = post(api_alice, content="text,label\na,x\n,y\n").json()
-    services.validate(Dataset.objects.get(pk=body["id"]))
+    services.check_dataset(Dataset.objects.get(pk=body["id"]))
     errors = api_alice.get(f"/api/v1/datasets/{body['id']}/").json()["errors"]
     assert errors[0]["row"] is None and "1 problem" in errors[0]["message"]
     assert errors[1] == {"row": 2, "field": "text", "message": "`text` is empty"}
@@ -94,7 +94,7 @@ def test_anonymous_upload_is_401():
 
 def test_revalidate_with_a_mapping_makes_an_unknown_shape_ready(api_alice):
     body = post(api_alice, content="prompt,completion\nhi,hello\nbye,ciao\n").json()
-    dataset = services.validate(Dataset.objects.get(pk=body["id"]))
+    dataset = services.check_dataset(Dataset.objects.get(pk=body["id"]))
     assert dataset.status == "invalid"
     response = api_alice.post(
         f"/api/v1/datasets/{body['id']}/revalidate/",
@@ -103,13 +103,13 @@ def test_revalidate_with_a_mapping_makes_an_unknown_shape_ready(api_alice):
     )
     assert response.status_code == 202
     assert response.json()["status"] == "uploaded"
-    dataset = services.validate(Dataset.objects.get(pk=body["id"]))
+    dataset = services.check_dataset(Dataset.objects.get(pk=body["id"]))
     assert (dataset.status, dataset.shape) == ("ready", "instruction")
 
 
-def test_revalidate_while_validating_is_409(api_alice):
+def test_revalidate_while_checking_is_409(api_alice):
     body = post(api_alice).json()
-    Dataset.objects.get(pk=body["id"]).begin_validation()
+    Dataset.objects.get(pk=body["id"]).begin_check()
     response = api_alice.post(f"/api/v1/datasets/{body['id']}/revalidate/", {"task": "text"}, format="json")
     assert response.status_code == 409
 

@@ -19,7 +19,7 @@ def check_in_background(stop: threading.Event) -> None:
     try:
         while not stop.is_set():
             for dataset in Dataset.objects.filter(status=Status.UPLOADED):
-                services.validate(dataset)
+                services.check_dataset(dataset)
             stop.wait(0.3)
     finally:
         connection.close()
@@ -30,7 +30,7 @@ def checker(monkeypatch):  # type: ignore[no-untyped-def]
     from webapp.datasets import tasks
 
     # No broker message: the thread below finds uploaded datasets by itself.
-    monkeypatch.setattr(tasks.validate_dataset, "apply_async", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tasks.check_dataset, "apply_async", lambda *args, **kwargs: None)
     stop = threading.Event()
     thread = threading.Thread(target=check_in_background, args=(stop,), daemon=True)
     thread.start()

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def sent(monkeypatch):  # type: ignore[no-untyped-def]
     messages: list[tuple[list[str], str]] = []
-    monkeypatch.setattr(tasks.validate_dataset, "apply_async", lambda args, task_id: messages.append((args, task_id)))
+    monkeypatch.setattr(tasks.check_dataset, "apply_async", lambda args, task_id: messages.append((args, task_id)))
     return messages
 
 
@@ -42,7 +42,7 @@ def test_an_unreachable_broker_ends_the_check_invalid_not_a_500(api_alice, monke
     def down(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(tasks.validate_dataset, "apply_async", down)
+    monkeypatch.setattr(tasks.check_dataset, "apply_async", down)
     with django_capture_on_commit_callbacks(execute=True):
         response = api_alice.post("/api/v1/datasets/", {"file": upload("a.csv", "text\na\n")}, format="multipart")
     assert response.status_code == 201
@@ -72,14 +72,14 @@ def test_an_upload_no_worker_takes_ends_invalid_after_the_cap(alice, sent, setti
     dataset.refresh_from_db()
     assert dataset.status == Status.INVALID
     assert f"No checking worker took this dataset after {settings.LAYERCAKE_MAX_SENDS} tries" in dataset.failure_reason
-    assert dataset.request_validation()  # “Save and check again” starts a fresh count
+    assert dataset.request_check()  # “Save and check again” starts a fresh count
     assert Dataset.objects.get(pk=dataset.pk).check_sends == 0
 
 
 def test_an_upload_waiting_behind_a_busy_checks_worker_is_not_given_up(alice, sent, settings):
     dataset = services.ingest(upload("a.csv", "text\na\n"), alice)
     ahead = services.ingest(upload("b.csv", "text\nb\n"), alice)
-    assert ahead.begin_validation()  # the worker is on a long check of the file ahead
+    assert ahead.begin_check()  # the worker is on a long check of the file ahead
     for _ in range(settings.LAYERCAKE_MAX_SENDS + 1):
         age(dataset, settings.LAYERCAKE_RESEND_AFTER_SECONDS + 1, sent="check_sent_at")
         services.recover_stuck_checks()
@@ -89,22 +89,22 @@ def test_an_upload_waiting_behind_a_busy_checks_worker_is_not_given_up(alice, se
 
 def test_a_check_whose_worker_died_is_sent_again_and_then_checked(alice, sent, settings, django_capture_on_commit_callbacks):
     dataset = services.ingest(upload("a.csv", "text,label\na,x\nb,y\n"), alice)
-    assert dataset.begin_validation()  # its worker started, then died with the message
+    assert dataset.begin_check()  # its worker started, then died with the message
     age(dataset, settings.LAYERCAKE_CHECK_STUCK_SECONDS - 10, sent="check_sent_at", started="check_started_at")
     assert services.recover_stuck_checks() == []  # it may still be checking
     age(dataset, settings.LAYERCAKE_CHECK_STUCK_SECONDS + 1, sent="check_sent_at", started="check_started_at")
     with django_capture_on_commit_callbacks(execute=True):
         assert [d.pk for d in services.recover_stuck_checks()] == [dataset.pk]
     assert len(sent) == 1
-    tasks.validate_dataset(*sent[0][0])  # the new message is delivered
+    tasks.check_dataset(*sent[0][0])  # the new message is delivered
     assert Dataset.objects.get(pk=dataset.pk).status == Status.READY
 
 
 def test_a_check_that_keeps_losing_its_worker_ends_invalid(alice, sent, settings):
     dataset = services.ingest(upload("a.csv", "text\na\n"), alice)
-    assert dataset.begin_validation()
+    assert dataset.begin_check()
     for _ in range(services.MAX_CHECK_ATTEMPTS - 1):
-        assert dataset.resume_validation()
+        assert dataset.resume_check()
     age(dataset, settings.LAYERCAKE_CHECK_STUCK_SECONDS + 1, sent="check_sent_at", started="check_started_at")
     services.recover_stuck_checks()
     dataset.refresh_from_db()

@@ -62,10 +62,10 @@ def test_invalid_page_lists_row_errors(client_alice, alice):
     assert "`label` is empty" in page and "Invalid" in page
 
 
-def test_page_polls_while_validating_and_stops_when_final(client_alice, alice):
+def test_page_polls_while_checking_and_stops_when_final(client_alice, alice):
     dataset = services.ingest(upload("a.txt", "hi\n"), alice)
     assert 'hx-trigger="every 2s"' in client_alice.get(f"/datasets/{dataset.id}/").content.decode()
-    services.validate(dataset)
+    services.check_dataset(dataset)
     partial = client_alice.get(f"/datasets/{dataset.id}/", HTTP_HX_REQUEST="true").content.decode()
     assert "hx-trigger" not in partial and "Ready" in partial
 
@@ -80,7 +80,7 @@ def test_settings_form_maps_columns_and_checks_again(client_alice, alice):
     assert response.status_code == 302
     dataset.refresh_from_db()
     assert (dataset.status, dataset.column_mapping, dataset.max_length) == (Status.UPLOADED, {"instruction": "question", "output": "answer"}, 512)
-    assert services.validate(dataset).status == Status.READY
+    assert services.check_dataset(dataset).status == Status.READY
 
 
 def test_delete_button_removes_the_dataset(client_alice, alice):

@@ -24,7 +24,7 @@ def test_uploaded_dataset_is_checked_by_a_worker_and_becomes_ready(celery_worker
     body = api_alice.get(f"/api/v1/datasets/{dataset_id}/").json()
     assert (body["status"], body["task"], body["rows"]) == ("ready", "sft", 20)
     assert Dataset.objects.get(pk=dataset_id).task_id
-    assert "validate_dataset" in celery_worker.output()
+    assert "check_dataset" in celery_worker.output()
 
 
 def test_hostile_upload_ends_invalid_through_the_worker_and_the_worker_keeps_serving(celery_worker, api_alice):

@@ -65,7 +65,7 @@ def test_hostile_file_through_the_api_gets_4xx_or_ends_invalid(case, api_alice):
         assert body["error"] and isinstance(body["details"], list)
         return
     dataset_id = response.json()["id"]
-    services.validate(Dataset.objects.get(pk=dataset_id))
+    services.check_dataset(Dataset.objects.get(pk=dataset_id))
     body = api_alice.get(f"/api/v1/datasets/{dataset_id}/").json()
     assert body["status"] == "invalid"
     assert body["errors"] and all({"row", "field", "message"} <= set(error) for error in body["errors"])

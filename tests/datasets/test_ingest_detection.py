@@ -79,7 +79,7 @@ def test_the_header_and_delimiter_can_be_overridden_through_the_api(api_alice):
     )
     assert response.status_code == 201, response.content
     assert response.json()["read_choice"] == {"delimiter": "pipe", "header": False}
-    dataset = services.validate(Dataset.objects.get(pk=response.json()["id"]))
+    dataset = services.check_dataset(Dataset.objects.get(pk=response.json()["id"]))
     body = api_alice.get(f"/api/v1/datasets/{dataset.id}/").json()
     assert body["detected"]["summary"] == "CSV (pipe-separated), no header row"
     assert body["columns"] == ["column_1", "column_2"]  # "a|b" is a row, as asked; the columns get mapped next
@@ -101,6 +101,6 @@ def test_reading_again_with_another_choice_from_the_dataset_page(client_alice, a
         f"/datasets/{dataset.id}/settings/", {"header": "no", "file_format": "", "delimiter": "", "task": ""}
     )
     assert response.status_code == 302
-    dataset = services.validate(Dataset.objects.get(pk=dataset.pk))
+    dataset = services.check_dataset(Dataset.objects.get(pk=dataset.pk))
     assert dataset.read_choice == {"header": False}
     assert dataset.detected["header"] is False and dataset.columns == ["column_1", "column_2"]

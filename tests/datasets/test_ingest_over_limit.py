@@ -13,9 +13,9 @@ LONG = " ".join(f"word{i}" for i in range(60))
 
 @pytest.fixture
 def tiny_llama(tiny_causal_lm_dir):  # type: ignore[no-untyped-def]
-    from webapp.catalog import services as catalog
+    from webapp.catalog import importing
 
-    return catalog.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
+    return importing.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
 
 
 def over_limit_sentence(client, dataset) -> str:  # type: ignore[no-untyped-def]

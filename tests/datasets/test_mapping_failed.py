@@ -24,14 +24,14 @@ def mapped(alice):  # type: ignore[no-untyped-def]
     """A dataset made ready by a good mapping."""
     dataset = ingest_and_check(alice, "qa.jsonl", jsonl(ROWS))
     services.change_settings(dataset, mapping={"instruction": "question", "output": "answer"})
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     assert dataset.status == Status.READY
     return dataset
 
 
 def remap(dataset, mapping):  # type: ignore[no-untyped-def]
     services.change_settings(dataset, mapping=mapping)
-    return services.validate(dataset)
+    return services.check_dataset(dataset)
 
 
 def test_a_list_column_mapped_to_text_keeps_the_files_columns(mapped):
@@ -57,7 +57,7 @@ def test_restoring_the_last_ready_settings_makes_it_ready_again(mapped):
     dataset = remap(mapped, {"instruction": "keywords", "output": "answer"})
     services.restore_last_ready_settings(dataset)
     assert dataset.column_mapping == {"instruction": "question", "output": "answer"}
-    assert services.validate(dataset).status == Status.READY
+    assert services.check_dataset(dataset).status == Status.READY
 
 
 def test_restoring_without_a_ready_past_is_refused(alice):
@@ -124,7 +124,7 @@ def test_a_misfit_in_the_validation_file_is_named_as_such(alice):
 
     train = jsonl([{"instruction": "a", "output": "b"}])
     validation = jsonl([{"instruction": ["x"], "output": "y"}])
-    dataset = services.validate(services.ingest(upload("t.jsonl", train), alice, validation_upload=upload("v.jsonl", validation)))
+    dataset = services.check_dataset(services.ingest(upload("t.jsonl", train), alice, validation_upload=upload("v.jsonl", validation)))
     assert dataset.failure_reason.startswith("In the validation file: Column `instruction`")
     assert dataset.errors[0]["row"] == 1 and dataset.errors[0]["message"].startswith("in the validation file:")
     assert dataset.columns == ["instruction", "output"]

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def tiny_llama(tiny_causal_lm_dir):  # type: ignore[no-untyped-def]
-    from webapp.catalog import services as catalog
+    from webapp.catalog import importing
 
-    return catalog.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
+    return importing.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
 
 
 def test_rows_columns_and_missing_values_are_counted(check):
@@ -68,7 +68,7 @@ def test_second_file_is_the_validation_split_and_overlap_is_reported_as_leakage(
     train = jsonl([{"text": f"doc {i}", "label": "ab"[i % 2]} for i in range(10)])
     validation = jsonl([{"text": "doc 1", "label": "b"}, {"text": "DOC 2!", "label": "a"}, {"text": "new", "label": "a"}])
     dataset = services.ingest(upload("train.jsonl", train), alice, validation_upload=upload("valid.jsonl", validation))
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     assert dataset.status == Status.READY
     assert set(dataset.normalized_files()) == {"train", "validation"}
     assert dataset.profile["leakage"] == {"validation_rows": 3, "exact": 1, "near": 2, "share": 0.6667}
@@ -79,7 +79,7 @@ def test_validation_file_of_another_shape_is_invalid(alice):
     dataset = services.ingest(
         upload("train.csv", "text,label\na,x\nb,y\n"), alice, validation_upload=upload("valid.csv", "source,target\na,b\n")
     )
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     assert dataset.status == Status.INVALID
     assert dataset.failure_reason.startswith("The validation file does not match the training file")
 
@@ -88,7 +88,7 @@ def test_bad_rows_in_the_validation_file_are_named_as_such(alice):
     dataset = services.ingest(
         upload("train.csv", "text,label\na,x\nb,y\n"), alice, validation_upload=upload("valid.csv", "text,label\nc,\n")
     )
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     assert dataset.errors == [{"row": 1, "field": "label", "message": "in the validation file: `label` is empty"}]
 
 
@@ -134,7 +134,7 @@ def test_validation_file_may_spell_the_columns_differently(alice):
     dataset = services.ingest(
         upload("train.csv", "text,label\na,x\nb,y\n"), alice, validation_upload=upload("valid.jsonl", jsonl([{"TEXT": "c", "Label": "x"}]))
     )
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     assert dataset.status == Status.READY
     assert dataset.profile["splits"] == {"train": 2, "validation": 1}
 
@@ -144,7 +144,7 @@ def test_validation_file_of_another_sft_shape_is_invalid(alice):
     dataset = services.ingest(
         upload("train.jsonl", chat), alice, validation_upload=upload("valid.csv", "instruction,output\nq,a\n")
     )
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     assert dataset.status == Status.INVALID
     assert "it holds instruction data, the training file chat data" in dataset.failure_reason
 

@@ -24,7 +24,7 @@ def queued(owner, name="a.txt"):  # type: ignore[no-untyped-def]
 
 def test_checks_asked_for_earlier_and_those_running_are_ahead(alice, bob, checks_worker):
     first, second, mine = queued(bob), queued(bob), queued(alice)
-    assert first.begin_validation()
+    assert first.begin_check()
     position = services.check_queue_position(mine)
     assert (position.checks_ahead, position.checking, position.workers) == (1, 1, 1)
     assert position.describe() == "Waiting in the queue: 1 check ahead of this one, 1 being checked now."
@@ -32,7 +32,7 @@ def test_checks_asked_for_earlier_and_those_running_are_ahead(alice, bob, checks
 
 
 def test_checking_again_goes_to_the_back_of_the_queue(alice, checks_worker):
-    older = services.validate(queued(alice))
+    older = services.check_dataset(queued(alice))
     newer = queued(alice)
     services.change_settings(older, max_length=64)
     assert services.check_queue_position(older).checks_ahead == 1
@@ -66,5 +66,5 @@ def test_page_shows_the_position_while_waiting_and_not_after(client_alice, alice
     dataset = queued(alice)
     partial = client_alice.get(f"/datasets/{dataset.id}/", HTTP_HX_REQUEST="true").content.decode()
     assert 'id="queue-position"' in partial and "1 check ahead of this one" in partial
-    services.validate(dataset)
+    services.check_dataset(dataset)
     assert 'id="queue-position"' not in client_alice.get(f"/datasets/{dataset.id}/").content.decode()

@@ -26,7 +26,7 @@ ROWS = [
 def with_duplicates(alice):  # type: ignore[no-untyped-def]
     dataset = ingest_and_check(alice, "qa.jsonl", jsonl(ROWS))
     services.change_settings(dataset, mapping={"instruction": "question", "output": "answer"})
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     assert dataset.status == Status.READY and dataset.profile["duplicates"]["exact"] == 2
     return dataset
 
@@ -36,7 +36,7 @@ def rows_of(dataset: Dataset) -> list[dict]:
 
 
 def test_a_new_dataset_without_the_duplicates_is_made_and_checked(with_duplicates, alice):
-    copy = services.validate(services.drop_exact_duplicates(with_duplicates))
+    copy = services.check_dataset(services.drop_exact_duplicates(with_duplicates))
     assert copy.pk != with_duplicates.pk and copy.owner == alice
     assert copy.name == "qa.jsonl (deduplicated)"
     assert copy.derived_from == with_duplicates
@@ -47,7 +47,7 @@ def test_a_new_dataset_without_the_duplicates_is_made_and_checked(with_duplicate
 
 def test_the_original_is_untouched(with_duplicates):
     before = rows_of(with_duplicates)
-    services.validate(services.drop_exact_duplicates(with_duplicates))
+    services.check_dataset(services.drop_exact_duplicates(with_duplicates))
     with_duplicates.refresh_from_db()
     assert with_duplicates.status == Status.READY and with_duplicates.rows == 5
     assert rows_of(with_duplicates) == before
@@ -56,8 +56,8 @@ def test_the_original_is_untouched(with_duplicates):
 def test_a_validation_file_stays_apart_and_loses_rows_that_repeat_training_rows(alice):
     train = jsonl([{"text": "a", "label": "x"}, {"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
     validation = jsonl([{"text": "b", "label": "y"}, {"text": "c", "label": "x"}])
-    dataset = services.validate(services.ingest(upload("t.jsonl", train), alice, validation_upload=upload("v.jsonl", validation)))
-    copy = services.validate(services.drop_exact_duplicates(dataset))
+    dataset = services.check_dataset(services.ingest(upload("t.jsonl", train), alice, validation_upload=upload("v.jsonl", validation)))
+    copy = services.check_dataset(services.drop_exact_duplicates(dataset))
     assert copy.status == Status.READY
     assert copy.profile["splits"] == {"train": 2, "validation": 1}
     assert copy.profile["leakage"]["exact"] == 0

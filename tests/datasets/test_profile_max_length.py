@@ -17,9 +17,9 @@ POSITIONS = 512  # jobs.training.tiny.MAX_LENGTH: the tiny encoder reads as many
 
 @pytest.fixture
 def encoder(tiny_encoder_dir):  # type: ignore[no-untyped-def]
-    from webapp.catalog import services as catalog
+    from webapp.catalog import importing
 
-    return catalog.import_base_model(str(tiny_encoder_dir), name="tiny-minilm")
+    return importing.import_base_model(str(tiny_encoder_dir), name="tiny-minilm")
 
 
 def test_positions_come_from_the_models_config(encoder):

@@ -1,4 +1,4 @@
-"""Each shape uploads, validates and gets a normalized Parquet copy in the contract's columns."""
+"""Each shape uploads, passes its checks and gets a normalized Parquet copy in the contract's columns."""
 
 from __future__ import annotations
 

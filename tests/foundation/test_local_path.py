@@ -7,7 +7,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from tests.catalog.conftest import build_tiny_bert
-from webapp.catalog import services
+from webapp.catalog import importing
 from webapp.lib.storage import local_path
 
 
@@ -28,7 +28,7 @@ class RemoteLikeStorage:
 def remote_storage(monkeypatch):  # type: ignore[no-untyped-def]
     remote = RemoteLikeStorage(default_storage)
     monkeypatch.setattr("webapp.lib.storage.default_storage", remote)
-    monkeypatch.setattr("webapp.catalog.services.default_storage", remote)
+    monkeypatch.setattr("webapp.catalog.storing.default_storage", remote)
 
 
 def test_local_storage_hands_back_the_stored_file(tmp_path):
@@ -49,7 +49,7 @@ def test_remote_storage_is_downloaded_once(tmp_path, remote_storage):
 def test_a_model_in_remote_storage_loads_from_the_cache(tmp_path, remote_storage):
     from transformers import AutoModel
 
-    model = services.import_base_model(str(build_tiny_bert(tmp_path / "bert")))
+    model = importing.import_base_model(str(build_tiny_bert(tmp_path / "bert")))
     folder = model.local_dir()
     assert (folder / ".complete").exists()
     assert sum(p.numel() for p in AutoModel.from_pretrained(folder).parameters()) == model.parameter_count

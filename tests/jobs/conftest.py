@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from webapp.catalog import services as catalog
+from webapp.catalog import importing
 from webapp.catalog.models import CatalogModel
 from webapp.datasets import services as datasets
 from webapp.datasets.models import Dataset
@@ -35,19 +35,19 @@ def jsonl(rows: list[dict[str, Any]]) -> bytes:
 def ready_dataset(owner: Any, rows: list[dict[str, Any]], name: str, validation_fraction: float = 0.2) -> Dataset:
     upload = SimpleUploadedFile(f"{name}.jsonl", jsonl(rows), content_type="application/jsonl")
     dataset = datasets.ingest(upload, owner, name=name, validation_fraction=validation_fraction)
-    dataset = datasets.validate(dataset)
+    dataset = datasets.check_dataset(dataset)
     assert dataset.status == "ready", dataset.api_errors()
     return dataset
 
 
 @pytest.fixture
 def tiny_lm(tiny_causal_lm_dir) -> CatalogModel:
-    return catalog.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
+    return importing.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
 
 
 @pytest.fixture
 def tiny_bert(tiny_encoder_dir) -> CatalogModel:
-    return catalog.import_base_model(str(tiny_encoder_dir), name="tiny-bert")
+    return importing.import_base_model(str(tiny_encoder_dir), name="tiny-bert")
 
 
 @pytest.fixture

@@ -21,14 +21,14 @@ pytestmark = pytest.mark.django_db
 def test_check_jobs_runs_each_apps_recovery(monkeypatch):
     called: list[str] = []
     for name in ("recover_stuck_checks", "recover_stuck_runs", "recover_stuck_profiles"):
-        monkeypatch.setattr(tasks, name, lambda name=name: called.append(name) or [])
+        monkeypatch.setattr(tasks, name, lambda *args, name=name: called.append(name) or [])
     tasks.check_jobs()
     assert called == ["recover_stuck_checks", "recover_stuck_runs", "recover_stuck_profiles"]
 
 
 def test_check_jobs_resends_a_lost_check_and_fails_a_run_whose_worker_died(alice, monkeypatch, settings, django_capture_on_commit_callbacks):
     sent: list[list[str]] = []
-    monkeypatch.setattr(dataset_tasks.validate_dataset, "apply_async", lambda args, task_id: sent.append(args))
+    monkeypatch.setattr(dataset_tasks.check_dataset, "apply_async", lambda args, task_id: sent.append(args))
     dataset = dataset_services.ingest(upload("a.csv", "text\na\n"), alice)
     long_ago = timezone.now() - timedelta(seconds=settings.LAYERCAKE_CHECK_STUCK_SECONDS + 1)
     Dataset.objects.filter(pk=dataset.pk).update(check_sent_at=long_ago)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from jobs.merging import merge_adapter
 from tests.playground.conftest import serve
-from webapp.catalog import services as catalog
+from webapp.catalog import importing, registering
 from webapp.playground import services
 from webapp.playground.models import PlaygroundRun, Status
 from webapp.playground.resident import ResidentModels
@@ -43,8 +44,8 @@ def test_classifier_answers_labels_with_scores_and_the_base_through_it(alice, en
 
 
 def test_token_classifier_tags_the_words_of_the_input(alice, encoder_base, tagger_adapter_dir):
-    tagger = catalog.register_derived_model(
-        tagger_adapter_dir, name="ner", kind="adapter", parent=encoder_base, owner=alice, metrics={}, tasks=["token_classification"],
+    tagger = registering.register_derived_model(
+        tagger_adapter_dir, name="ner", kind="adapter", parent=encoder_base, owner=alice, metrics={}, task="token_classification",
     )
     text = "John lives in New York"
     run = serve(services.start_run(alice, text, [tagger]))
@@ -54,7 +55,7 @@ def test_token_classifier_tags_the_words_of_the_input(alice, encoder_base, tagge
 
 
 def test_merged_model_answers_as_a_full_model_like_its_adapter(alice, alices_causal_adapter):
-    merged = catalog.merge_adapter(alices_causal_adapter, alice)
+    merged = merge_adapter(alices_causal_adapter, alice)
     run = serve(services.start_run(alice, "List three colors.", [alices_causal_adapter, merged]))
     adapter_answer, merged_answer = run.answers
     assert merged_answer["mode"].startswith("merged model of its own")
@@ -84,7 +85,7 @@ def test_an_empty_input_or_no_model_is_refused(alice, causal_base):
 
 
 def test_seq2seq_base_answers_with_generated_text(alice, tiny_seq2seq_dir):
-    t5 = catalog.import_base_model(str(tiny_seq2seq_dir), name="tiny-t5")
+    t5 = importing.import_base_model(str(tiny_seq2seq_dir), name="tiny-t5")
     run = serve(services.start_run(alice, "translate: the cat likes the book", [t5]))
     answer = run.answers[0]
     assert answer["status"] == "done", answer

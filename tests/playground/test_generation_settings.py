@@ -1,4 +1,4 @@
-"""Generation settings (max new tokens, temperature, top-p): greedy by default, bounded, validated; truncation and
+"""Generation settings (max new tokens, temperature, top-p): greedy by default, bounded, checked; truncation and
 an untrained base head are said next to the answer."""
 
 from __future__ import annotations

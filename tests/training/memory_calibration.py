@@ -59,6 +59,12 @@ def rows_for(task: str, count: int, length: int) -> list[dict[str, Any]]:
         return [{"text": _text(generator, words), "label": ["good", "bad"][i % 2]} for i in range(count)]
     if task == "token_classification":
         return [{"tokens": _text(generator, words).split(), "tags": ["O", "B-X"] * (words // 2)} for _ in range(count)]
+    if task == "preference":
+        return [
+            {"prompt": [{"role": "user", "content": _text(generator, words // 2)}], "chosen": _text(generator, words),
+             "rejected": _text(generator, words)}
+            for _ in range(count)
+        ]
     return [{"source": _text(generator, words), "target": _text(generator, words)} for _ in range(count)]
 
 

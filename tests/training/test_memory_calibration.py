@@ -26,6 +26,9 @@ TINY_CASES = [
     Case("lm14m", "text", "full", batch_size=2, max_length=128),
     Case("lm14m", "text", "lora", batch_size=4, max_length=256),
     Case("lm14m", "sft", "freeze", batch_size=4, max_length=256),
+    # DPO: two sequences a pair; with LoRA the base is its own reference, with full weights a second copy is kept.
+    Case("lm14m", "preference", "lora", batch_size=2, max_length=128),
+    Case("lm14m", "preference", "full", batch_size=2, max_length=128),
 ]
 BUNDLED_CASES = [
     Case("smollm2", "sft", "lora", batch_size=2, max_length=256),

@@ -1,4 +1,7 @@
-"""API v1 endpoints for the model catalog: list, detail, rename, delete, downloads, merge, deployment profile, import."""
+"""API v1 endpoints for the model catalog: list, detail, rename, delete, downloads, deployment profile, import.
+
+Merge and GGUF export start jobs: their endpoints are in jobs.api.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.catalog import downloads, services
+from webapp.catalog import deployment, downloads, importing, services
 from webapp.catalog.forms import ImportForm
 from webapp.catalog.models import CatalogModel
 from webapp.catalog.serializers import CatalogModelDetailSerializer, CatalogModelSerializer
@@ -78,39 +81,12 @@ class ModelFileDownload(APIView):
         return downloads.file_response(owned_or_404(CatalogModel, request.user, pk), name)
 
 
-class ModelMerge(APIView):
-    @extend_schema(request=None, responses={202: dict})
-    def post(self, request: Request, pk: str) -> Response:
-        """On an adapter: start a job that merges it into its base and registers a `merged` model."""
-        model = owned_or_404(CatalogModel, request.user, pk)
-        job = services.start_merge(model, request.user)
-        from jobs.serializers import JobSerializer
-
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
-
-
-class ModelExport(APIView):
-    @extend_schema(
-        request={"application/json": {"type": "object", "properties": {"type": {"type": "string", "enum": ["f16", "q8_0"]}},
-                                      "required": ["type"]}},
-        responses={202: dict},
-    )
-    def post(self, request: Request, pk: str) -> Response:
-        """Start a job that writes the model as GGUF (f16 or q8_0) with an Ollama Modelfile and proves it answers the same."""
-        model = owned_or_404(CatalogModel, request.user, pk)
-        output_type = request.data.get("type") if isinstance(request.data, dict) else None
-        job = services.start_export(model, request.user, output_type)
-        from jobs.serializers import JobSerializer
-
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
-
-
 class ModelGgufDownload(APIView):
     @extend_schema(responses={(200, "application/octet-stream"): bytes})
     def get(self, request: Request, pk: str, output_type: str, name: str = "gguf") -> StreamingHttpResponse:
         """The proven GGUF of that type (or, at .../Modelfile, its Ollama Modelfile), streamed; 404 until one exists."""
         model = owned_or_404(CatalogModel, request.user, pk)
-        return downloads.stored_file_response(*services.gguf_download(model, request.user, output_type, name))
+        return downloads.gguf_response(model, request.user, output_type, name)
 
 
 class ModelProfile(APIView):
@@ -118,7 +94,7 @@ class ModelProfile(APIView):
     def post(self, request: Request, pk: str) -> Response:
         """Measure the three ways to run a derived model on a worker; the figures land in `deployment`."""
         model = owned_or_404(CatalogModel, request.user, pk)
-        profile: dict[str, Any] = services.request_deployment_profile(model)
+        profile: dict[str, Any] = deployment.request_deployment_profile(model)
         return Response({"id": str(model.id), "deployment": profile}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -147,7 +123,7 @@ class ModelImport(APIView):
         self.body_limits.check_streamed()
         if not form.is_valid():
             raise ValidationError({field: [str(message) for message in messages] for field, messages in form.errors.items()})
-        model = services.import_upload(
+        model = importing.import_upload(
             form.cleaned_data["file"], kind=form.cleaned_data["kind"], name=form.cleaned_data["name"],
             owner=request.user, base=form.cleaned_data.get("base"),
         )

@@ -1,4 +1,5 @@
-"""Streaming a model's stored files as a zip, chunk by chunk: never the whole archive (or file) in memory.
+"""A model's downloads: its stored files as a zip or one by one, and its proven GGUF exports, streamed chunk by
+chunk: never the whole archive (or file) in memory.
 
 The zip holds one top-level folder named after the model, so unzipping it never spills files into the current
 folder. Its README.md carries a "Use" section written for that layout (webapp.catalog.cards), and its
@@ -18,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.urls import reverse
 
-from webapp.catalog import cards, loading
+from webapp.catalog import cards, gguf_export, loading
 from webapp.catalog.models import CatalogModel, Kind
 
 CHUNK_BYTES = 1 << 20
@@ -177,3 +178,43 @@ def stored_file_response(prefix: str, entry: dict[str, Any]) -> StreamingHttpRes
     response["Content-Disposition"] = f'attachment; filename="{entry["name"].rsplit("/", 1)[-1]}"'
     response["X-Content-SHA256"] = entry["sha256"]
     return response
+
+
+def gguf_exports(model: CatalogModel) -> list[dict[str, Any]]:
+    """Per output type, the newest finished export job of the model's owner: a proven file to offer, or a refusal's evidence.
+
+    The jobs come through the model's reverse relation (Job.base_model): the jobs app depends on the catalog,
+    not the reverse.
+    """
+    if model.owner_id is None:
+        return []
+    latest: dict[str, dict[str, Any]] = {}
+    for job in model.jobs.filter(owner_id=model.owner_id).finished_exports():
+        output_type = (job.hyperparameters or {}).get("type", "")
+        if output_type in latest:
+            continue
+        export = (job.summary or {}).get("gguf") or {}
+        files = {entry["name"]: entry for entry in export.get("files", [])}
+        gguf_file = next((entry for name, entry in files.items() if name.endswith(".gguf")), None)
+        latest[output_type] = {
+            "type": output_type,
+            "job": job,
+            # Only a succeeded export stores files; a refused one keeps its proof's evidence and its error.
+            "offered": gguf_file is not None,
+            "file": gguf_file,
+            "modelfile": files.get("Modelfile"),
+            "proof": (job.metrics or {}).get("gguf_proof"),
+            "llama_cpp": export.get("llama_cpp") or {},
+            "error": job.error,
+        }
+    return [latest[key] for key in gguf_export.OUTPUT_TYPES if key in latest]
+
+
+def gguf_response(model: CatalogModel, owner: Any, output_type: str, name: str) -> StreamingHttpResponse:
+    """The proven export's GGUF (name "gguf") or its Ollama Modelfile, streamed; 404 until the owner has one."""
+    for export in gguf_exports(model):
+        if export["type"] == output_type and export["offered"] and export["job"].owner_id == getattr(owner, "pk", None):
+            entry = export["file"] if name == "gguf" else export["modelfile"] if name == "Modelfile" else None
+            if entry is not None:
+                return stored_file_response(export["job"].summary["gguf"]["prefix"], entry)
+    raise Http404

@@ -16,12 +16,6 @@ from webapp.lib.errors import LayercakeError, RowError
 
 logger = logging.getLogger(__name__)
 
-# What a model family can be fine-tuned for (API.md task vocabulary).
-TASKS_BY_FAMILY: dict[str, list[str]] = {
-    "causal_lm": ["sft", "text"],
-    "encoder": ["classification", "token_classification"],
-    "seq2seq": ["seq2seq"],
-}
 # Files worth keeping from a model folder: weights in safetensors only, never pickles.
 # checksums.sha256 is the training engine's `sha256sum -c` list; it travels with the artifact.
 KEPT_SUFFIXES = {".json", ".safetensors", ".txt", ".model", ".jinja", ".md", ".tiktoken", ".sha256"}
@@ -37,7 +31,6 @@ class ModelFacts:
     family: str
     parameter_count: int
     dtype: str
-    tasks: list[str]
     has_chat_template: bool
     licence: str
 
@@ -202,7 +195,6 @@ def inspect_model_folder(folder: Path, licence: str = "") -> ModelFacts:
         family=family,
         parameter_count=parameter_count,
         dtype=dtype,
-        tasks=TASKS_BY_FAMILY[family],
         has_chat_template=has_chat_template(folder),
         licence=licence or licence_from_card(folder),
     )

@@ -70,7 +70,8 @@ class CatalogModel(models.Model):
     parameter_count = models.BigIntegerField(default=0)
     size_bytes = models.BigIntegerField(default=0)
     dtype = models.CharField(max_length=32, blank=True)
-    tasks = models.JSONField(default=list)
+    # The task a derived model was trained for (empty for bases); what a model *can* be tuned for is `tasks`.
+    task = models.CharField(max_length=32, blank=True)
     has_chat_template = models.BooleanField(default=False)
     licence = models.CharField(max_length=100, blank=True)
     storage_prefix = models.CharField(max_length=300, help_text="Folder in file storage holding its files.")
@@ -106,11 +107,21 @@ class CatalogModel(models.Model):
         return self.kind != Kind.BASE
 
     @property
+    def tasks(self) -> list[str]:
+        """What it serves, computed from its architecture by the registry (never stored, so a new task needs no data
+        migration): an adapter serves the task it was trained for; a base or full model every task of its family,
+        the one it was trained for first."""
+        if self.kind == Kind.ADAPTER:
+            return [self.task] if self.task else []
+        served = registry.tasks_for_architecture(self.family)
+        return [self.task, *(name for name in served if name != self.task)] if self.task in served else served
+
+    @property
     def can_merge(self) -> bool:
-        # An adapter's architecture reads "<PEFT_TYPE> adapter on <base architecture>" (catalog.services.derived_facts).
+        # An adapter's architecture reads "<PEFT_TYPE> adapter on <base architecture>" (catalog.registering.derived_facts).
         return self.kind == Kind.ADAPTER and registry.peft_type_mergeable(self.architecture.split(" ", 1)[0])
 
     def local_dir(self):  # -> Path; typed loosely to keep pathlib out of the model import
-        from webapp.catalog.services import local_dir
+        from webapp.catalog.storing import local_dir
 
         return local_dir(self)

@@ -6,14 +6,19 @@ from typing import Any
 
 from rest_framework import serializers
 
+from webapp.catalog.downloads import gguf_exports
 from webapp.catalog.models import CatalogModel
-from webapp.catalog.services import gguf_exports, producing_job_id
+from webapp.catalog.presenting import producing_job_id
 
 
 class CatalogModelSerializer(serializers.ModelSerializer):
     # A field named like Field.parent: legal DRF, which the stubs cannot tell apart.
     parent = serializers.PrimaryKeyRelatedField(read_only=True)  # type: ignore[assignment,var-annotated]
     shared = serializers.BooleanField(source="is_shared", read_only=True)
+    tasks = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="What it can be fine-tuned for or serves (computed from its architecture; an adapter: its own task).",
+    )
 
     class Meta:
         model = CatalogModel

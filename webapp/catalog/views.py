@@ -1,4 +1,7 @@
-"""Catalog pages: the model tree, one model's page, downloads, merge, the deployment table, imports, deletion."""
+"""Catalog pages: the model tree, one model's page, downloads, the deployment table, imports, deletion.
+
+Merging a model and exporting it to GGUF start jobs: their actions are in jobs.views.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,18 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
-from webapp.catalog import downloads, gguf_export, services
+from webapp.catalog import deployment, downloads, gguf_export, importing, presenting, services
 from webapp.catalog.forms import ImportForm
 from webapp.catalog.models import CatalogModel
 from webapp.datasets.uploads import BodyLimits
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
+from webapp.lib.metrics import metric_rows
 
 
 def model_list(request: HttpRequest) -> HttpResponse:
     models = list(CatalogModel.objects.visible_to(request.user).order_by("created_at"))
-    return render(request, "catalog/list.html", {"rows": services.model_tree(models), "count": len(models)})
+    return render(request, "catalog/list.html", {"rows": presenting.model_tree(models), "count": len(models)})
 
 
 def detail_context(request: HttpRequest, model: CatalogModel) -> dict[str, Any]:
@@ -31,12 +35,12 @@ def detail_context(request: HttpRequest, model: CatalogModel) -> dict[str, Any]:
         "children": model.children.visible_to(request.user),  # type: ignore[attr-defined]
         "can_rename": model.owner_id == request.user.pk,
         "can_delete": model.owner_id == request.user.pk,
-        "metric_rows": services.metric_rows(model.metrics),
+        "metric_rows": metric_rows(model.metrics),
         "merge_proof": (model.metrics or {}).get("merge_proof"),
-        "card": services.model_card_text(model, downloads.site_root(request)),
-        "adapter_summary": services.adapter_summary(model),
-        "origin": services.origin_of(model),
-        "deployment": services.deployment_table(model),
+        "card": presenting.model_card_text(model, downloads.site_root(request)),
+        "adapter_summary": presenting.adapter_summary(model),
+        "origin": presenting.origin_of(model),
+        "deployment": presenting.deployment_table(model),
         "can_export": model.owner_id == request.user.pk and model.is_derived,
         "gguf_types": gguf_export.OUTPUT_TYPES,
     }
@@ -68,40 +72,16 @@ def download_file(request: HttpRequest, pk: str, name: str) -> StreamingHttpResp
     return downloads.file_response(owned_or_404(CatalogModel, request.user, pk), name)
 
 
-@require_POST
-def merge(request: HttpRequest, pk: str) -> HttpResponse:
-    model = owned_or_404(CatalogModel, request.user, pk)
-    try:
-        job = services.start_merge(model, request.user)
-    except LayercakeError as error:
-        messages.error(request, error.message)
-        return redirect("catalog:detail", pk=model.pk)
-    messages.success(request, "Merging: a job makes a full model from this adapter and proves it answers the same.")
-    return redirect("jobs:detail", pk=job.pk)
-
-
-@require_POST
-def export(request: HttpRequest, pk: str) -> HttpResponse:
-    model = owned_or_404(CatalogModel, request.user, pk)
-    try:
-        job = services.start_export(model, request.user, request.POST.get("type", ""))
-    except LayercakeError as error:
-        messages.error(request, error.message)
-        return redirect("catalog:detail", pk=model.pk)
-    messages.success(request, "Exporting: a job writes the GGUF and its Ollama Modelfile, then proves it answers like the model.")
-    return redirect("jobs:detail", pk=job.pk)
-
-
 def download_gguf(request: HttpRequest, pk: str, output_type: str, name: str = "gguf") -> StreamingHttpResponse:
     model = owned_or_404(CatalogModel, request.user, pk)
-    return downloads.stored_file_response(*services.gguf_download(model, request.user, output_type, name))
+    return downloads.gguf_response(model, request.user, output_type, name)
 
 
 @require_POST
 def profile(request: HttpRequest, pk: str) -> HttpResponse:
     model = owned_or_404(CatalogModel, request.user, pk)
     try:
-        services.request_deployment_profile(model)
+        deployment.request_deployment_profile(model)
         messages.success(request, "Measuring the three ways to run it on a worker; the table fills in when done.")
     except LayercakeError as error:
         messages.error(request, error.message)
@@ -110,7 +90,7 @@ def profile(request: HttpRequest, pk: str) -> HttpResponse:
 
 def deployment_partial(request: HttpRequest, pk: str) -> HttpResponse:
     model = owned_or_404(CatalogModel, request.user, pk)
-    return render(request, "catalog/_deployment.html", {"model": model, "deployment": services.deployment_table(model)})
+    return render(request, "catalog/_deployment.html", {"model": model, "deployment": presenting.deployment_table(model)})
 
 
 def _import_page(request: HttpRequest, form: ImportForm, problem: LayercakeError | None = None) -> HttpResponse:
@@ -142,7 +122,7 @@ def _import(request: HttpRequest, limits: BodyLimits) -> HttpResponse:
     if not form.is_valid():
         return _import_page(request, form)
     try:
-        model = services.import_upload(
+        model = importing.import_upload(
             form.cleaned_data["file"], kind=form.cleaned_data["kind"], name=form.cleaned_data["name"],
             owner=request.user, base=form.cleaned_data.get("base"),
         )

@@ -86,7 +86,9 @@ class DatasetDetail(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class DatasetRevalidate(APIView):
+class DatasetCheckAgain(APIView):
+    """New settings, then the dataset is checked again (its path keeps the name it was published with)."""
+
     serializer_class = DatasetSerializer
     parser_classes = [JSONParser, FormParser]
 
@@ -134,7 +136,7 @@ class DatasetDeduplicate(APIView):
 urlpatterns = [
     path("datasets/", DatasetList.as_view(), name="api-datasets"),
     path("datasets/<uuid:pk>/", DatasetDetail.as_view(), name="api-dataset"),
-    path("datasets/<uuid:pk>/revalidate/", DatasetRevalidate.as_view(), name="api-dataset-revalidate"),
+    path("datasets/<uuid:pk>/revalidate/", DatasetCheckAgain.as_view(), name="api-dataset-check-again"),
     path("datasets/<uuid:pk>/restore/", DatasetRestore.as_view(), name="api-dataset-restore"),
     path("datasets/<uuid:pk>/deduplicate/", DatasetDeduplicate.as_view(), name="api-dataset-deduplicate"),
 ]

@@ -1,4 +1,4 @@
-"""One pass over a dataset file: read, detect the shape, validate, profile, split and normalize (no Django).
+"""One pass over a dataset file: read, detect the shape, check its rows, profile, split and normalize (no Django).
 
 The background task and the benchmark both call `check_file`; it never raises for bad content:
 every problem a person can fix comes back in `CheckResult.error` / `errors`.
@@ -16,8 +16,8 @@ from webapp.datasets import profiling
 from webapp.datasets.layout import FileLayout, ReadChoice, layout_for, sniff_file
 from webapp.datasets.normalizing import CANONICAL_SCHEMAS, NormalizedWriter, canonicalize, conversion_notes
 from webapp.datasets.reading import BatchStream, read_batches
+from webapp.datasets.row_checks import ErrorLog, check_batch, column_misfits
 from webapp.datasets.shapes import Shape, ShapeMismatch, detect_shape
-from webapp.datasets.validation import ErrorLog, check_batch, column_misfits
 from webapp.lib.errors import LayercakeError, RowError
 
 # Rows go to validation by their content's hash: deterministic, streaming, and duplicates stay together.
@@ -232,7 +232,7 @@ def _consume(
             batch = canonicalize(item.batch, shape, item.first_row)
         except ShapeMismatch as problem:
             misfits = column_misfits(item.batch, shape.column_of, CANONICAL_SCHEMAS[shape.name], item.first_row)
-            raise ShapeMismatch(problem.message, details=misfits) from None
+            raise ShapeMismatch(problem.message, details=problem.details or misfits) from None
         check_batch(batch, shape.name, item.first_row, log)
         keys = profiling.row_keys(batch, shape.name)
         exact = profiling.fingerprints(keys)

@@ -9,13 +9,15 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from webapp.datasets.shapes import SHAPES
 from webapp.lib.errors import RowError
+from webapp.lib.states import move
 
 
 class Status(models.TextChoices):
     UPLOADED = "uploaded", "Uploaded"
-    VALIDATING = "validating", "Validating"
+    # Its rows are being checked. The value is API v1's word, kept as published; "validation" now names only
+    # the held-out split (the validation file, the validation fraction).
+    CHECKING = "validating", "Checking"
     READY = "ready", "Ready"
     INVALID = "invalid", "Invalid"
 
@@ -60,7 +62,8 @@ class Dataset(models.Model):
     failure_reason = models.TextField(blank=True)
     errors = models.JSONField(default=list, blank=True)
     error_count = models.PositiveIntegerField(default=0)
-    shape = models.CharField(max_length=32, blank=True, choices=[(s, s) for s in SHAPES])
+    # One of the registry's shapes, set by the check (no choices here: a new shape must not need a migration).
+    shape = models.CharField(max_length=32, blank=True)
     task = models.CharField(max_length=32, blank=True)
     rows = models.BigIntegerField(null=True, blank=True)
     columns = models.JSONField(default=list, blank=True)
@@ -117,28 +120,18 @@ class Dataset(models.Model):
         head = [{"row": None, "field": None, "message": self.failure_reason}] if self.failure_reason else []
         return head + list(self.errors)
 
-    # Transitions: each moves only from the expected states, by a conditional update.
+    # Transitions: each moves only from the expected states, by a conditional update (webapp.lib.states).
 
-    def _move(self, sources: set[str], **changes: Any) -> bool:
-        updated = Dataset.objects.filter(pk=self.pk, status__in=sources).update(**changes)
-        if updated:
-            for key, value in changes.items():
-                setattr(self, key, value)
-        return bool(updated)
+    def begin_check(self) -> bool:
+        """uploaded -> checking; False when another delivery of the task got there first."""
+        return move(self, {Status.UPLOADED}, status=Status.CHECKING, check_attempts=1, check_started_at=timezone.now())
 
-    def begin_validation(self) -> bool:
-        """uploaded -> validating; False when another delivery of the task got there first."""
-        return self._move({Status.UPLOADED}, status=Status.VALIDATING, check_attempts=1, check_started_at=timezone.now())
-
-    def resume_validation(self) -> bool:
-        """A redelivered task finds `validating` (its first worker died): checking is idempotent, so rerun,
+    def resume_check(self) -> bool:
+        """A redelivered task finds it checking (its first worker died): checking is idempotent, so rerun,
         counting the attempt."""
-        updated = Dataset.objects.filter(pk=self.pk, status=Status.VALIDATING).update(
-            check_attempts=models.F("check_attempts") + 1, check_started_at=timezone.now()
+        return move(
+            self, {Status.CHECKING}, check_attempts=models.F("check_attempts") + 1, check_started_at=timezone.now()
         )
-        if updated:
-            self.refresh_from_db(fields=["status", "check_attempts", "check_started_at"])
-        return bool(updated)
 
     def succeed(
         self, *, shape: str, task: str, rows: int, columns: list[str], profile: dict[str, Any],
@@ -146,8 +139,8 @@ class Dataset(models.Model):
     ) -> bool:
         # What made it ready, so a later mapping that does not fit can be undone in one step.
         ready_settings = {"column_mapping": dict(self.column_mapping), "declared_task": self.declared_task}
-        return self._move(
-            {Status.VALIDATING}, status=Status.READY, shape=shape, task=task, rows=rows, columns=columns,
+        return move(
+            self, {Status.CHECKING}, status=Status.READY, shape=shape, task=task, rows=rows, columns=columns,
             profile=profile, preview=preview, normalized=normalized, failure_reason="", errors=[],
             error_count=0, checked_at=timezone.now(), last_ready_settings=ready_settings, **found,
         )
@@ -156,15 +149,15 @@ class Dataset(models.Model):
         self, reason: str, errors: list[RowError] | None = None, error_count: int = 0, **found: Any
     ) -> bool:
         listed = [error.as_dict() for error in errors or []]
-        return self._move(
-            {Status.UPLOADED, Status.VALIDATING}, status=Status.INVALID, failure_reason=reason, errors=listed,
+        return move(
+            self, {Status.UPLOADED, Status.CHECKING}, status=Status.INVALID, failure_reason=reason, errors=listed,
             error_count=max(error_count, len(listed)), normalized={}, checked_at=timezone.now(), **found,
         )
 
-    def request_validation(self, **settings_changes: Any) -> bool:
+    def request_check(self, **settings_changes: Any) -> bool:
         """ready|invalid -> uploaded with new settings (mapping, task, model...), to be checked again."""
-        return self._move(
-            {Status.READY, Status.INVALID}, status=Status.UPLOADED, failure_reason="", errors=[], error_count=0,
+        return move(
+            self, {Status.READY, Status.INVALID}, status=Status.UPLOADED, failure_reason="", errors=[], error_count=0,
             check_attempts=0, check_sends=0, check_requested_at=timezone.now(), **settings_changes,
         )
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from webapp.datasets import preference
 from webapp.datasets.shapes import Shape, ShapeMismatch
 from webapp.lib.errors import RowError
 
@@ -26,6 +27,7 @@ CANONICAL_SCHEMAS: dict[str, pa.Schema] = {
     "classification": pa.schema([("text", pa.string()), ("label", pa.string())]),
     "token_classification": pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string()))]),
     "seq2seq": pa.schema([("source", pa.string()), ("target", pa.string())]),
+    **preference.SCHEMAS,
 }
 # ShareGPT (LLaMA-Factory) turns are {from, value}; its role names, as the OpenAI format names them.
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
@@ -164,8 +166,18 @@ def _refuse_tool_definitions(batch: pa.RecordBatch, first_row: int) -> None:
 
 
 def canonicalize(batch: pa.RecordBatch, shape: Shape, first_row: int = 1) -> pa.RecordBatch:
-    """The batch in its shape's canonical columns; nulls stay null so validation can name them."""
+    """The batch in its shape's canonical columns; nulls stay null so the row checks can name them."""
     schema = CANONICAL_SCHEMAS[shape.name]
+    if shape.name in preference.SHAPES:
+        converted, unreadable = preference.canonicalize(batch, shape, first_row)
+        if unreadable:
+            first = unreadable[0]
+            raise ShapeMismatch(
+                f"Row {first.row}: `{shape.column_of.get(first.field or '', first.field)}` cannot be read as a "
+                f"preference {first.field}: {first.message}.",
+                unreadable,
+            )
+        return converted
     if shape.name == "chat":
         _refuse_tool_definitions(batch, first_row)
     columns = []
@@ -218,6 +230,10 @@ def instruction_to_messages(instruction: str, input_text: str, output: str) -> l
 
 
 def row_messages(shape: str, row: dict[str, Any]) -> list[dict[str, str]] | None:
+    if shape in preference.SHAPES:
+        answer = row.get("chosen") if shape == "preference" else row.get("completion")
+        prompt = [{"role": m["role"] or "", "content": m["content"] or ""} for m in row.get("prompt") or []]
+        return [*prompt, {"role": "assistant", "content": answer or ""}]
     if shape == "chat":
         return [{"role": m["role"] or "", "content": m["content"] or ""} for m in row["messages"] or []]
     if shape == "instruction":
@@ -227,7 +243,7 @@ def row_messages(shape: str, row: dict[str, Any]) -> list[dict[str, str]] | None
 
 def training_text(shape: str, row: dict[str, Any]) -> str:
     """Plain text of a row, for models without a chat template and for non-chat shapes."""
-    if shape in ("chat", "instruction"):
+    if shape in ("chat", "instruction", *preference.SHAPES):
         messages = row_messages(shape, row) or []
         return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
     if shape in ("text", "classification"):

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from webapp.datasets import preference
 from webapp.datasets.normalizing import row_messages, training_text
 from webapp.datasets.shapes import EXPECTED_COLUMNS, OPTIONAL_COLUMNS
 
@@ -64,8 +65,16 @@ def row_keys(batch: pa.RecordBatch, shape: str) -> pa.Array:
     columns = []
     for name in batch.schema.names:
         array = batch.column(name)
-        if pa.types.is_list(array.type):
+        if pa.types.is_list(array.type) and pa.types.is_struct(array.type.value_type):  # a preference prompt
+            flat = pc.list_flatten(array)
+            parts = pc.binary_join_element_wise(
+                _text(pc.struct_field(flat, "role")), _text(pc.struct_field(flat, "content")), _SEP_PART
+            )
+            array = _join_list(array, parts)
+        elif pa.types.is_list(array.type):
             array = _join_list(array, _text(pc.list_flatten(array)))
+        elif not pa.types.is_string(array.type):
+            array = array.cast(pa.string())
         columns.append(_text(array))
     if len(columns) == 1:
         return columns[0]
@@ -189,6 +198,8 @@ class ProfileBuilder:
             array = batch.column(name)
             if pa.types.is_list(array.type):
                 empty = pc.or_kleene(pc.is_null(array), pc.equal(pc.list_value_length(array), 0))
+            elif not pa.types.is_string(array.type):  # KTO's boolean label
+                empty = pc.is_null(array)
             else:
                 empty = pc.or_kleene(pc.is_null(array), pc.equal(pc.binary_length(array), 0))
             self.missing[name] += int(pc.sum(pc.cast(pc.fill_null(empty, True), pa.int64())).as_py() or 0)
@@ -293,6 +304,10 @@ class ProfileBuilder:
             profile["labels"] = self._label_profile(profile["warnings"])
         if self.shape == "token_classification":
             profile["tags"] = {tag: int(count) for tag, count in self.tags.most_common(TOP_LABELS)}
+        if self.shape == "preference":
+            profile["length_bias"] = preference.length_bias([row for row in self.sample if row])
+            if profile["length_bias"] and profile["length_bias"]["warning"]:
+                profile["warnings"].append(profile["length_bias"]["warning"])
         profile["placeholders"] = self._placeholder_profile(profile["warnings"])
         if exact_duplicates:
             profile["warnings"].append(f"{exact_duplicates:,} rows are exact duplicates of earlier rows.")

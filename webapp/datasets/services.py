@@ -177,7 +177,7 @@ def ingest(
                 max_length=max_length,
                 read_choice=read_choice.as_dict(),
             )
-            schedule_validation(dataset)
+            schedule_check(dataset)
     except BaseException:
         for name_in_storage in stored:
             default_storage.delete(name_in_storage)
@@ -185,9 +185,9 @@ def ingest(
     return dataset
 
 
-def schedule_validation(dataset: Dataset) -> None:
+def schedule_check(dataset: Dataset) -> None:
     """Send the check to a checks worker once the row is committed, with its task id stored on the row."""
-    from webapp.datasets.tasks import validate_dataset
+    from webapp.datasets.tasks import check_dataset
 
     dataset_id = str(dataset.pk)
 
@@ -196,15 +196,15 @@ def schedule_validation(dataset: Dataset) -> None:
         if stored is not None:
             stored.fail("The checking queue was unreachable: use “Save and check again” to retry.")
 
-    dataset.record_check_sent(send_after_commit(validate_dataset, [dataset_id], on_failure=unreachable))
+    dataset.record_check_sent(send_after_commit(check_dataset, [dataset_id], on_failure=unreachable))
 
 
 def recover_stuck_checks() -> list[Dataset]:
     """Checks whose message was lost or whose worker died: sent again, or ended `invalid` with the reason.
 
     Stuck means `uploaded` with no delivery LAYERCAKE_RESEND_AFTER_SECONDS after its last message, or
-    `validating` for longer than LAYERCAKE_CHECK_STUCK_SECONDS (past the task's hard time limit, so no
-    worker is still on it). A duplicate delivery is harmless: `begin_validation` lets one win and a finished
+    checking for longer than LAYERCAKE_CHECK_STUCK_SECONDS (past the task's hard time limit, so no
+    worker is still on it). A duplicate delivery is harmless: `begin_check` lets one win and a finished
     check is not redone. After LAYERCAKE_MAX_SENDS messages a dataset ends with a reason, unless the
     checks worker is visibly busy (a long queue, a long check): then it only waits its turn.
     """
@@ -213,10 +213,10 @@ def recover_stuck_checks() -> list[Dataset]:
     stuck_cutoff = now - timedelta(seconds=settings.LAYERCAKE_CHECK_STUCK_SECONDS)
     last_sent_long_ago = Q(check_sent_at__lt=resend_cutoff) | Q(check_sent_at__isnull=True, check_requested_at__lt=resend_cutoff)
     stalled = Q(check_started_at__lt=stuck_cutoff) | Q(check_started_at__isnull=True, check_requested_at__lt=stuck_cutoff)
-    stuck = Dataset.objects.filter(last_sent_long_ago).filter(Q(status=Status.UPLOADED) | (Q(status=Status.VALIDATING) & stalled))
+    stuck = Dataset.objects.filter(last_sent_long_ago).filter(Q(status=Status.UPLOADED) | (Q(status=Status.CHECKING) & stalled))
     recovered = []
     for dataset in stuck:
-        if dataset.status == Status.VALIDATING and dataset.check_attempts >= MAX_CHECK_ATTEMPTS:
+        if dataset.status == Status.CHECKING and dataset.check_attempts >= MAX_CHECK_ATTEMPTS:
             log.error("dataset %s: %s deliveries without a result; giving up", dataset.pk, dataset.check_attempts)
             dataset.fail(KILLED_ITS_WORKER)
         elif dataset.check_sends >= settings.LAYERCAKE_MAX_SENDS and not _checks_moving(dataset.check_sent_at, stuck_cutoff):
@@ -229,7 +229,7 @@ def recover_stuck_checks() -> list[Dataset]:
             log.warning("dataset %s: %s and silent since %s; sending its check again", dataset.pk, dataset.status,
                         dataset.check_sent_at)
             with transaction.atomic():
-                schedule_validation(dataset)
+                schedule_check(dataset)
         recovered.append(dataset)
     return recovered
 
@@ -237,7 +237,7 @@ def recover_stuck_checks() -> list[Dataset]:
 def _checks_moving(since: datetime | None, stuck_cutoff: datetime) -> bool:
     """A checks worker took another check after `since`, or is on one that may still be running."""
     started_since = Q(check_started_at__gt=since) if since is not None else Q(check_started_at__isnull=False)
-    on_one_now = Q(status=Status.VALIDATING, check_started_at__gte=stuck_cutoff)
+    on_one_now = Q(status=Status.CHECKING, check_started_at__gte=stuck_cutoff)
     return Dataset.objects.filter(started_since | on_one_now).exists()
 
 
@@ -275,9 +275,9 @@ def change_settings(
         changes.get("column_mapping", dataset.column_mapping),
     )
     with transaction.atomic():
-        if not dataset.request_validation(**changes):
+        if not dataset.request_check(**changes):
             raise LayercakeError("The dataset is still being checked: wait until it is ready or invalid.", status=409)
-        schedule_validation(dataset)
+        schedule_check(dataset)
     return dataset
 
 
@@ -364,7 +364,7 @@ def check_queue_position(dataset: Dataset) -> CheckQueuePosition | None:
     ahead = Dataset.objects.filter(status=Status.UPLOADED, check_requested_at__lt=dataset.check_requested_at)
     return CheckQueuePosition(
         checks_ahead=ahead.exclude(pk=dataset.pk).count(),
-        checking=Dataset.objects.filter(status=Status.VALIDATING).count(),
+        checking=Dataset.objects.filter(status=Status.CHECKING).count(),
         jobs_running=sum(1 for worker in workers if worker.current_job_id is not None),
         workers=len(workers),
     )
@@ -383,10 +383,10 @@ def _load_tokenizer(dataset: Dataset) -> Any:
     return AutoTokenizer.from_pretrained(str(model.local_dir()), trust_remote_code=False)
 
 
-def validate(dataset: Dataset) -> Dataset:
+def check_dataset(dataset: Dataset) -> Dataset:
     """Check the dataset's file; it ends `ready` with a profile and a normalized copy, or `invalid`."""
-    if not dataset.begin_validation():
-        if not dataset.resume_validation():
+    if not dataset.begin_check():
+        if not dataset.resume_check():
             log.info("dataset %s: already %s, nothing to check", dataset.pk, dataset.status)
             dataset.refresh_from_db()
             return dataset
@@ -395,10 +395,10 @@ def validate(dataset: Dataset) -> Dataset:
             dataset.fail(KILLED_ITS_WORKER)
             dataset.refresh_from_db()
             return dataset
-        log.warning("dataset %s: found validating (an earlier worker died?); checking again", dataset.pk)
+        log.warning("dataset %s: found mid-check (an earlier worker died?); checking again", dataset.pk)
     try:
-        _validate(dataset)
-    except Exception as exc:  # never leave a dataset stuck in `validating`
+        _check_dataset(dataset)
+    except Exception as exc:  # never leave a dataset stuck checking
         log.exception("dataset %s: checking failed", dataset.pk)
         reason = (
             "Checking took too long: split the file into smaller ones."
@@ -410,7 +410,7 @@ def validate(dataset: Dataset) -> Dataset:
     return dataset
 
 
-def _validate(dataset: Dataset) -> None:
+def _check_dataset(dataset: Dataset) -> None:
     cache = Path(settings.LAYERCAKE_CACHE)
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"dataset-{dataset.pk}-", dir=cache) as tmp:
@@ -452,7 +452,7 @@ def _validate(dataset: Dataset) -> None:
             shape=result.shape, task=result.task, rows=result.rows, columns=result.columns,
             profile=result.profile, preview=result.preview, normalized=stored, **_reading_found(result),
         ):
-            log.warning("dataset %s: left `validating` while being checked; result dropped", dataset.pk)
+            log.warning("dataset %s: no longer checking when its check ended; result dropped", dataset.pk)
 
 
 def _reading_found(result: Any) -> dict[str, Any]:

@@ -14,8 +14,14 @@ SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {name: shape.columns for name, shape
 OPTIONAL_COLUMNS = {name for shape in registry.SHAPE_TABLE.values() for name in shape.optional}
 # Other tools' names for an expected column, used when the expected name itself is absent:
 # LLaMA-Factory's ShareGPT format keeps turns under `conversations`.
-COLUMN_ALIASES = {"messages": ("conversations",)}
-PREFERENCE_COLUMNS = ("chosen", "rejected")
+COLUMN_ALIASES = {
+    "messages": ("conversations",),
+    # Preference data: LLaMA-Factory keeps the prompt under `conversations`, OpenAI under `input` ({messages}) with
+    # `preferred_output` / `non_preferred_output`; alpaca-style pairs put it under `instruction` or `question`.
+    "prompt": ("conversations", "input", "instruction", "question"),
+    "chosen": ("preferred_output",),
+    "rejected": ("non_preferred_output",),
+}
 TASK_OF_SHAPE = {name: shape.task for name, shape in registry.SHAPE_TABLE.items()}
 # Tried in the registry's order: the most specific shapes first, so text+label is classification, not text.
 DETECTION_ORDER = registry.SHAPES
@@ -64,7 +70,6 @@ def detect_shape(columns: list[str], declared_task: str = "", mapping: dict[str,
     if declared_task and declared_task not in TASKS:
         raise ShapeMismatch(f"Unknown task `{declared_task}`: choose one of {', '.join(TASKS)}.")
     resolved = resolve_columns(columns, mapping)
-    _refuse_preference_data(columns, resolved)
     candidates = [shape for shape in DETECTION_ORDER if all(name in resolved for name in required_columns(shape))]
     if declared_task:
         fitting = [shape for shape in candidates if TASK_OF_SHAPE[shape] == declared_task]
@@ -76,22 +81,6 @@ def detect_shape(columns: list[str], declared_task: str = "", mapping: dict[str,
     shape = candidates[0]
     column_of = {name: resolved[name] for name in SHAPE_COLUMNS[shape] if name in resolved}
     return Shape(shape, TASK_OF_SHAPE[shape], column_of)
-
-
-def _refuse_preference_data(columns: list[str], resolved: dict[str, str]) -> None:
-    """Chosen/rejected pairs are not instruction or chat data: training on one side would silently drop the
-    other. Only a mapping that uses one of those columns says the person wants that."""
-    by_lower = {column.strip().lower(): column for column in columns}
-    pair = [by_lower.get(name) for name in PREFERENCE_COLUMNS]
-    if None in pair or set(pair) & set(resolved.values()):
-        return
-    prompt = next((by_lower[name] for name in ("prompt", "instruction", "question") if name in by_lower), "")
-    source = f"`{prompt}`" if prompt else "the prompt column"
-    raise ShapeMismatch(
-        "This looks like preference data (chosen/rejected pairs). Preference tuning (DPO/ORPO/KTO) is not "
-        f"available yet; to fine-tune on the preferred answers alone (SFT), map {source} onto `instruction` and "
-        f"`{pair[0]}` onto `output` under Column mapping, or upload the data as instruction or chat rows."
-    )
 
 
 def _listing(columns: list[str]) -> str:
@@ -111,12 +100,15 @@ def _missing_message(shape: str, resolved: dict[str, str]) -> str | None:
 
 
 def _no_shape(columns: list[str], resolved: dict[str, str]) -> str:
-    for shape in DETECTION_ORDER:
+    # Preference shapes last: their `prompt` also answers to `instruction` or `input`, so a half instruction file
+    # would otherwise read as a half preference file.
+    for shape in sorted(DETECTION_ORDER, key=lambda name: TASK_OF_SHAPE[name] == "preference"):
         message = _missing_message(shape, resolved)
         if message:
             return message[0].upper() + message[1:] + " (or map your columns onto them)."
     return (
         f"No known dataset shape in columns {_listing(columns)}: expected `messages`; `instruction` + `output`; "
+        "`prompt` + `chosen` + `rejected`; "
         "`text`; `text` + `label`; `tokens` + `tags`; or `source` + `target` (map your columns onto them)."
     )
 

@@ -1,4 +1,4 @@
-"""The background check of a dataset, on the CPU queue: a thin shell over services.validate."""
+"""The background check of a dataset, on the checks queue: a thin shell over services.check_dataset."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ CHECK_SOFT_LIMIT_SECONDS = 3600
 
 
 @shared_task(acks_late=True, soft_time_limit=CHECK_SOFT_LIMIT_SECONDS, time_limit=CHECK_SOFT_LIMIT_SECONDS + 120)
-def validate_dataset(dataset_id: str) -> None:
+def check_dataset(dataset_id: str) -> None:
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None:
         log.info("dataset %s: deleted before its check ran", dataset_id)
         return
-    dataset = services.validate(dataset)
+    dataset = services.check_dataset(dataset)
     log.info("dataset %s: %s", dataset_id, dataset.status)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from webapp.lib.states import move
 
 
 class Status(models.TextChoices):
@@ -48,22 +49,16 @@ class PlaygroundRun(models.Model):
     def is_final(self) -> bool:
         return self.status in FINAL_STATES
 
-    def _move(self, expected: set[str], **fields: Any) -> bool:
-        # A conditional update: two deliveries of the same message cannot both start the run.
-        updated = PlaygroundRun.objects.filter(pk=self.pk, status__in=expected).update(**fields)
-        if updated:
-            for name, value in fields.items():
-                setattr(self, name, value)
-        return updated == 1
+    # Transitions by a conditional update (webapp.lib.states): two deliveries of one message cannot both start it.
 
     def start(self, worker: str) -> bool:
-        return self._move({Status.QUEUED}, status=Status.RUNNING, worker=worker, started_at=timezone.now())
+        return move(self, {Status.QUEUED}, status=Status.RUNNING, worker=worker, started_at=timezone.now())
 
     def finish(self) -> bool:
-        return self._move({Status.RUNNING}, status=Status.DONE, answers=self.answers, finished_at=timezone.now())
+        return move(self, {Status.RUNNING}, status=Status.DONE, answers=self.answers, finished_at=timezone.now())
 
     def fail(self, reason: str) -> bool:
-        return self._move({Status.QUEUED, Status.RUNNING}, status=Status.FAILED, failure_reason=reason,
+        return move(self, {Status.QUEUED, Status.RUNNING}, status=Status.FAILED, failure_reason=reason,
                           answers=self.answers, finished_at=timezone.now())
 
     def record_sent(self, task_id: str) -> None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from jobs.training import registry
 from webapp.catalog import loading
 from webapp.catalog.models import CatalogModel, Family, Kind
-from webapp.catalog.services import local_dir
+from webapp.catalog.storing import local_dir
 from webapp.lib.background import send_after_commit
 from webapp.lib.errors import LayercakeError
 from webapp.playground import answering

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from jobs.held_out import held_out_prompts
 from webapp.catalog.models import CatalogModel
 from webapp.lib.access import owned_or_404
 from webapp.lib.errors import LayercakeError
@@ -20,13 +21,16 @@ GENERATION_FIELDS = tuple(GenerationSettings.LIMITS)
 def index(request: HttpRequest) -> HttpResponse:
     chosen = request.GET.getlist("model")
     preselected: set[str] = set()
+    suggestions: list[str] = []
     for pk in chosen:
         model = owned_or_404(CatalogModel, request.user, pk)
-        # Side by side by default: a tuned model next to its base.
+        # Side by side by default: a tuned model next to its base, tried on the rows its run held out.
         preselected |= {str(model.id), str(model.lineage()[0].id)}
+        suggestions += [prompt for prompt in held_out_prompts(model) if prompt not in suggestions]
     return render(request, "playground/index.html", {
-        "models": services.playground_models(request.user), "selected": preselected, "run": None, "prompt": "",
-        "generation": GenerationSettings().as_dict(),
+        "models": services.playground_models(request.user), "selected": preselected, "run": None,
+        "prompt": request.GET.get("prompt", "")[:4000], "generation": GenerationSettings().as_dict(),
+        "suggestions": suggestions, "chosen": chosen,
     })
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from webapp.catalog import services
+from webapp.catalog import importing
 from webapp.catalog.models import CatalogModel
 from webapp.lib.errors import LayercakeError
 
@@ -32,10 +32,10 @@ class Command(BaseCommand):
                 raise CommandError(f"No user named {owner}.")
         try:
             if bundled:
-                models = services.import_bundled_models()
+                models = importing.import_bundled_models()
             else:
                 assert source is not None
-                models = [services.import_base_model(source, name=name, owner=owner_user, licence=licence)]
+                models = [importing.import_base_model(source, name=name, owner=owner_user, licence=licence)]
         except LayercakeError as error:
             raise CommandError(str(error)) from error
         for model in models:

@@ -1,4 +1,4 @@
-"""Issue 13: LLaMA-Factory's ShareGPT data is accepted as-is; preference data is named for what it is."""
+"""Issue 13: LLaMA-Factory's ShareGPT data is accepted as-is; preference pairs can still be mapped for SFT."""
 
 from __future__ import annotations
 
@@ -63,24 +63,6 @@ def test_a_tools_column_is_refused_not_dropped(check):
     dataset = check("tools.jsonl", jsonl(rows))
     assert dataset.status == Status.INVALID
     assert dataset.failure_reason.startswith("Row 2 defines tools in `tools`")
-
-
-PREFERENCE_MESSAGE = "This looks like preference data (chosen/rejected pairs). Preference tuning (DPO/ORPO/KTO) is not available yet"
-
-
-def test_prompt_chosen_rejected_is_named_preference_data(check):
-    rows = [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(3)]
-    dataset = check("dpo.jsonl", jsonl(rows))
-    assert dataset.status == Status.INVALID
-    assert dataset.failure_reason.startswith(PREFERENCE_MESSAGE)
-    assert "map `prompt` onto `instruction` and `chosen` onto `output`" in dataset.failure_reason
-    assert dataset.columns == ["prompt", "chosen", "rejected"]  # kept for the mapping step
-
-
-def test_llama_factory_dpo_conversations_are_preference_data_not_chat(check):
-    rows = [{"conversations": turns(("human", "q")), "chosen": {"from": "gpt", "value": "good"}, "rejected": {"from": "gpt", "value": "bad"}}]
-    dataset = check("dpo_en_demo.json", json.dumps(rows))
-    assert dataset.status == Status.INVALID and dataset.failure_reason.startswith(PREFERENCE_MESSAGE)
 
 
 def test_mapping_the_chosen_answers_trains_on_them(check):

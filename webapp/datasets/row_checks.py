@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from webapp.datasets import preference
 from webapp.lib.errors import RowError
 
 LISTED_ERRORS = 50
@@ -167,7 +168,10 @@ def _check_tokens(batch: pa.RecordBatch, first_row: int, log: ErrorLog) -> None:
 
 def check_batch(batch: pa.RecordBatch, shape: str, first_row: int, log: ErrorLog) -> None:
     """Record every row problem of a canonical batch whose first row is `first_row` (1-based)."""
-    if shape == "chat":
+    if shape in preference.SHAPES:
+        for problem in preference.row_problems(batch, shape, first_row):
+            log.add(problem)
+    elif shape == "chat":
         _check_messages(batch.column("messages"), first_row, log)
     elif shape == "token_classification":
         _check_tokens(batch, first_row, log)
