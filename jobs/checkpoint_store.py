@@ -202,7 +202,7 @@ class CheckpointUploader:
         keep: int,
         notify: Callable[[int, str], None],
         delays: tuple[float, ...] = RETRY_DELAYS,
-        name: str = "checkpoint-upload",
+        name: str = "checkpoint-upload",  # the thread's, in every log line: give it the job id
     ) -> None:
         self.store, self.staging, self.keep, self.notify, self.delays = store, staging, keep, notify, delays
         self.stored: list[int] = []  # steps whose manifest went up, in order
@@ -222,7 +222,7 @@ class CheckpointUploader:
             shutil.rmtree(snapshot, ignore_errors=True)
             shutil.copytree(folder, snapshot, copy_function=_link_or_copy)
         except OSError:  # the checkpoint stays on this disk; the next one will try again
-            logger.exception("checkpoint %s: no snapshot for upload", folder)
+            logger.exception("%s: no snapshot of %s to upload", self._thread.name, folder)
             return
         with self._changed:
             if self._pending is not None and self._pending != snapshot:
@@ -241,26 +241,24 @@ class CheckpointUploader:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def _run(self) -> None:
-        # Where CPUs are short, training comes first (Linux schedules threads apart; a higher nice is always allowed).
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):
-            pass
         try:
             self.store.complete()  # opens this thread's storage client (boto3's are per thread) before training
         except Exception:
             logger.warning("%s: storage does not answer yet", self._thread.name, exc_info=True)
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self._pending is not None or self._closing)
-                if self._closing:
-                    return
-                snapshot, self._pending = self._pending, None
-            assert snapshot is not None
-            try:
-                self._upload(snapshot)
-            finally:
-                shutil.rmtree(snapshot, ignore_errors=True)
+        try:
+            while True:
+                with self._changed:
+                    self._changed.wait_for(lambda: self._pending is not None or self._closing)
+                    if self._closing:
+                        return
+                    snapshot, self._pending = self._pending, None
+                assert snapshot is not None
+                try:
+                    self._upload(snapshot)
+                finally:
+                    shutil.rmtree(snapshot, ignore_errors=True)
+        finally:
+            connection.close()  # the database connection `notify` may have opened in this thread
 
     def _upload(self, snapshot: Path) -> None:
         step, done = step_of(snapshot.name), set[str]()
@@ -277,7 +275,9 @@ class CheckpointUploader:
             except Exception as error:
                 self._failures += 1
                 delay = self.delays[min(self._failures, len(self.delays)) - 1]
-                logger.warning("checkpoint %d: upload failed (try %d), retrying in %g s: %s", step, self._failures, delay, error)
+                logger.warning(
+                    "%s: checkpoint %d failed (try %d), retrying in %g s: %s", self._thread.name, step, self._failures, delay, error
+                )
                 self._tell(
                     step,
                     f"Checkpoint of step {step} not stored yet: storage answered {type(error).__name__}; "
@@ -296,7 +296,7 @@ class CheckpointUploader:
         try:
             self.notify(step, message)
         except Exception:  # a note that cannot be written must not stop the uploads
-            logger.exception("checkpoint %d: could not report: %s", step, message)
+            logger.exception("%s: checkpoint %d: could not report: %s", self._thread.name, step, message)
 
 
 def remote_store(job: Job) -> CheckpointStore:
@@ -307,12 +307,9 @@ def job_notes(job: Job) -> Callable[[int, str], None]:
     """Upload news as lines of the job's log (its page and /api/v1/jobs/<id>/events/), from the uploader's thread."""
 
     def note(step: int, message: str) -> None:
-        logger.warning("job %s: %s", job.pk, message)
-        try:
-            progress = Job.objects.filter(pk=job.pk).values_list("progress", flat=True).first() or {}
-            JobEvent.objects.create(job_id=job.pk, step=step, total_steps=progress.get("total_steps") or 0, message=message[:500])
-        finally:
-            connection.close()  # this thread's own connection
+        logger.info("job %s: %s", job.pk, message)
+        progress = Job.objects.filter(pk=job.pk).values_list("progress", flat=True).first() or {}
+        JobEvent.objects.create(job_id=job.pk, step=step, total_steps=progress.get("total_steps") or 0, message=message[:500])
 
     return note
 
@@ -327,12 +324,13 @@ def synced_checkpoints(job: Job, spec: TrainingSpec) -> Iterator[None]:
     from jobs.training.engine import CHECKPOINTS_KEPT
 
     store = remote_store(job)
+    notes = job_notes(job)
     fetched = restore_newest(store, Path(spec.checkpoint_dir))
     if fetched is not None:
-        logger.info("job %s: fetched the checkpoint of step %d from storage", job.pk, fetched)
+        notes(fetched, f"Resuming from the checkpoint of step {fetched}, fetched from storage.")
     staging = Path(spec.checkpoint_dir).parent / "checkpoint-uploads"
     uploader = CheckpointUploader(
-        store, staging, CHECKPOINTS_KEPT, job_notes(job), delays=RETRY_DELAYS, name=f"checkpoint-upload-{job.pk}"
+        store, staging, CHECKPOINTS_KEPT, notes, delays=RETRY_DELAYS, name=f"checkpoint-upload-{job.pk}"
     )
     spec.on_checkpoint = uploader.saved
     try:

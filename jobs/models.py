@@ -264,6 +264,15 @@ class JobEvent(models.Model):
         return f"step {self.step}/{self.total_steps} of {self.job_id}"
 
 
+def gpu_queue(processes: int) -> str:
+    """The queue of a job whose run needs `processes` GPUs of one worker: `gpu`, then `gpu-x2`, `gpu-x4`...
+
+    A worker with N GPUs on the `gpu` queue consumes gpu-x2 ... gpu-xN as well (jobs.worker_registry), so a job
+    waits for a worker that can host it.
+    """
+    return "gpu" if processes <= 1 else f"gpu-x{processes}"
+
+
 class Worker(models.Model):
     """A Celery worker as it last described itself (registered at start, then heartbeating)."""
 
@@ -291,3 +300,14 @@ class Worker(models.Model):
     @property
     def has_gpu(self) -> bool:
         return any(device.get("kind") == "cuda" for device in self.devices)
+
+    @property
+    def gpu_count(self) -> int:
+        return sum(1 for device in self.devices if device.get("kind") == "cuda")
+
+    def process_slots(self, device: str) -> int:
+        """How many processes of one run this worker can host: a GPU each on CUDA, a core each on the CPU."""
+        if device == "cuda":
+            return self.gpu_count
+        # Registrations from before cores were recorded count as one.
+        return max((int(d.get("cores", 1)) for d in self.devices if d.get("kind") == "cpu"), default=0)

@@ -109,6 +109,7 @@ def public_error(error: BaseException, job: Job) -> str:
 
 def train(job: Job) -> None:
     from jobs.training import train as run_training
+    from jobs.training.launch import run_distributed
 
     spec = build_spec(job)
     if job.base_model is None:  # the catalog refuses to delete a model that a job not yet finished uses
@@ -116,7 +117,10 @@ def train(job: Job) -> None:
     logger.info("job %s: training %s/%s on %s (attempt %d)", job.pk, job.task, job.method, job.base_model.name, job.attempt)
     reporter = JobReporter(job)
     with synced_checkpoints(job, spec):
-        result = run_training(spec, reporter)
+        if spec.hyperparameters.num_processes > 1:
+            result = run_distributed(spec, reporter)
+        else:
+            result = run_training(spec, reporter)
     if result.stopped or result.artifact_dir is None:
         logger.info("job %s: stopped on request at step %d", job.pk, result.summary.global_step)
         # Partial checkpoints never reach the catalog.

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs.exporting import check_export
-from jobs.models import FailureReason, Job, Kind, Priority, Status, Worker
+from jobs.models import FailureReason, Job, Kind, Priority, Status, Worker, gpu_queue
 from jobs.training import Hyperparameters, SpecError, registry, resolve_hyperparameters
 from jobs.training.execution import Capabilities, Execution
 from jobs.training.memory import (
@@ -110,14 +110,16 @@ def estimate_job(
     packed = bool(hp["packing"]) and execution.packing_strategy is not None
     # A packed sequence is filled up to max_length; an unpacked one is a row.
     tokens_per_example = int(hp["max_length"]) if packed and run.train_examples < run.train_rows else mean_tokens
-    sequences = run.steps * int(hp["batch_size"]) * int(hp["gradient_accumulation_steps"])
+    processes = int(hp["num_processes"])
+    sequences = run.steps * int(hp["batch_size"]) * int(hp["gradient_accumulation_steps"]) * processes
     tokens = min(sequences, math.ceil(float(hp["epochs"]) * run.train_examples)) * tokens_per_example
     # Per parameter and token: 2 FLOPs forward, 2 backward to the activations, 2 more for the weight gradients of the
     # share that trains (LoRA ~4 in all, full 6); recomputing activations adds another forward (+2). An
     # evaluation is a forward alone (2).
     share = run.trainable_parameters / max(run.total_parameters, 1)
     flops_per_token = (4 + 2 * share + (2 if execution.activation_checkpointing else 0)) * base_model.parameter_count
-    flops = ASSUMED_FLOPS[device]
+    # Several GPUs share the work; several CPU processes share the same cores.
+    flops = ASSUMED_FLOPS[device] * (processes if device == "cuda" else 1)
     loading = LOADING_SECONDS[device] + 4 * base_model.parameter_count / READ_BYTES_PER_SECOND
     phases = {
         "loading": loading,
@@ -234,10 +236,14 @@ def plan_job(
     workers = online_workers()
     gpu_workers = [worker for worker in workers if worker.has_gpu]
     needs_gpu = registry.method(method).needs_cuda
-    queue = "gpu" if gpu_workers or needs_gpu else "cpu"
-    device = "cuda" if queue == "gpu" and gpu_workers else "cpu"
-    candidates = [worker for worker in workers if queue in worker.queues]
+    hardware = "gpu" if gpu_workers or needs_gpu else "cpu"
+    device = "cuda" if hardware == "gpu" and gpu_workers else "cpu"
+    processes = int(resolved["num_processes"])
+    queue = gpu_queue(processes) if hardware == "gpu" else "cpu"
+    candidates = hosts(workers, hardware, queue, device, processes)
     largest = max((worker.memory_bytes for worker in candidates), default=0)
+    # Each process holds a whole copy of the run: on a GPU its own device's memory, on the CPU a share of the RAM.
+    share = processes if device == "cpu" else 1
     # The engine's head has one output per distinct label over all the datasets.
     labels = len({str(label) for dataset in datasets for label in (dataset.profile or {}).get("labels") or {}}) or 2
     try:
@@ -247,7 +253,7 @@ def plan_job(
             method,
             Hyperparameters(**resolved),
             device,
-            usable_memory(device, largest) if largest else 1 << 62,
+            usable_memory(device, largest) // share if largest else 1 << 62,
             capabilities=_worker_capabilities(candidates) if device == "cuda" else None,
             base_model_dir=base_model.local_dir(),
             num_labels=labels,
@@ -257,14 +263,14 @@ def plan_job(
         raise invalid(error.messages[0], "base_model") from error
     warnings = list(fit.execution.notes)
     if candidates and not fit.fits:
-        need = describe_bytes(fit.estimate.total)
+        need = describe_bytes(fit.estimate.total * share)
         have = describe_bytes(usable_memory(device, largest))
         shorter = "" if allow_shorter_max_length else " Allow a shorter max_length, or"
         raise invalid(
             f"This job needs about {need} even with activation checkpointing and a micro-batch of "
             f"{fit.hyperparameters.batch_size}, but the largest {queue} worker can give a run {have}.{shorter} "
             f"use LoRA/QLoRA, or add a {queue} worker with at least "
-            f"{describe_bytes(minimum_worker_memory(device, fit.estimate.total))}.",
+            f"{describe_bytes(minimum_worker_memory(device, fit.estimate.total * share))}.",
             "hyperparameters",
         )
     if not candidates:
@@ -281,6 +287,25 @@ def plan_job(
     estimate["changes"] = list(fit.changes)
     estimate["allow_shorter_max_length"] = allow_shorter_max_length
     return JobPlan(owner, base_model, datasets, method, task, hyperparameters, resolved, estimate, queue, warnings)
+
+
+def hosts(workers: list[Worker], hardware: str, queue: str, device: str, processes: int) -> list[Worker]:
+    """The online workers that can run a job of `queue`; LayercakeError when some serve its hardware but none has
+    room for its `processes` (a GPU each, or a core each on the CPU)."""
+    serving = [worker for worker in workers if hardware in worker.queues]
+    if processes <= 1:
+        return serving
+    able = [worker for worker in serving if queue in worker.queues and worker.process_slots(device) >= processes]
+    if serving and not able:
+        most = max(worker.process_slots(device) for worker in serving)
+        unit = "GPU" if device == "cuda" else "core"
+        raise invalid(
+            f"This job asks for {processes} processes, one per {unit}, but the largest {hardware} worker online has "
+            f"{most} {unit}{'s' if most != 1 else ''}. Ask for at most {most} (num_processes), or add a {hardware} "
+            f"worker with {processes} {unit}s.",
+            "hyperparameters",
+        )
+    return able
 
 
 def plan_run_for(

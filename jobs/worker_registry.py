@@ -2,52 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import platform
+import subprocess
+import sys
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from jobs.models import Job, Worker
+from jobs.models import Job, Worker, gpu_queue
+from jobs.training.execution import cpu_device
 
 logger = logging.getLogger(__name__)
 _stop = threading.Event()
 
 
 def detect_devices() -> list[dict[str, Any]]:
-    """CUDA devices with their memory, or the CPU with the machine's memory."""
-    devices: list[dict[str, Any]] = []
+    """CUDA devices with their memory, or the CPU with the machine's memory, read in a child process.
+
+    Reading a device's properties initialises CUDA, and a prefork worker forks a new pool child after every job
+    (--max-tasks-per-child 1): a child forked from a parent that initialised CUDA cannot use CUDA at all. So the
+    Celery parent never touches CUDA itself.
+    """
+    command = [sys.executable, "-c", "import json; from jobs.training.execution import local_devices; print(json.dumps(local_devices()))"]
     try:
-        import torch
-
-        from jobs.training.execution import local_capabilities
-
-        for index in range(torch.cuda.device_count()):
-            props = torch.cuda.get_device_properties(index)
-            devices.append(
-                {
-                    "kind": "cuda",
-                    "name": props.name,
-                    "memory_bytes": int(props.total_memory),
-                    # What the planner needs to predict this worker's runs: bf16, flash-attn, Liger, bitsandbytes.
-                    "capabilities": local_capabilities().to_dict(),
-                }
-            )
-    except Exception:  # no torch CUDA runtime: a CPU worker
-        logger.debug("no CUDA devices", exc_info=True)
-    if not devices:
-        import psutil
-
-        name = platform.processor() or platform.machine()
-        devices.append(
-            {"kind": "cpu", "name": f"{name} ({os.cpu_count()} cores)", "memory_bytes": int(psutil.virtual_memory().total)}
-        )
-    return devices
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True, cwd=settings.BASE_DIR)
+        devices: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+        return devices
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError) as error:
+        logger.warning("could not read this worker's devices in a child process (%s): registering its CPU", error)
+        return [cpu_device()]
 
 
 def register(hostname: str, queues: list[str]) -> Worker:
@@ -77,6 +65,22 @@ def beat_forever(hostname: str) -> None:
         except Exception:
             logger.exception("worker heartbeat failed")
     connection.close()
+
+
+@celeryd_after_setup.connect
+def consume_multi_gpu_queues(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    """A worker on the `gpu` queue also takes the jobs that need up to all of its GPUs (gpu-x2 ... gpu-xN).
+
+    Before `worker_ready`, so the worker registers these queues with the others and the planner sees them.
+    """
+    queues = instance.app.amqp.queues
+    if "gpu" not in queues.consume_from:
+        return
+    import torch
+
+    # Counted through NVML, without initialising CUDA in this process: the pool's children are forked from it.
+    for processes in range(2, torch.cuda.device_count() + 1):
+        queues.select_add(gpu_queue(processes))
 
 
 @worker_ready.connect

@@ -20,7 +20,19 @@ if "LAYERCAKE_TEST_HOME" not in os.environ:
     home = tempfile.mkdtemp(prefix="layercake-test-")
     os.environ["LAYERCAKE_TEST_HOME"] = home
     atexit.register(shutil.rmtree, home, True)
-os.environ["LAYERCAKE_HOME"] = os.environ["LAYERCAKE_TEST_HOME"]
+# Under pytest-xdist each worker process gets a home of its own (database file, files, broker folders, worker
+# logs) and a Redis database of its own, so their Celery workers never take each other's tasks.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _xdist_worker:
+    _home = Path(os.environ["LAYERCAKE_TEST_HOME"]) / _xdist_worker
+    _home.mkdir(parents=True, exist_ok=True)
+    os.environ["LAYERCAKE_HOME"] = str(_home)
+    if os.environ.get("REDIS_URL"):
+        _base, _, _db = os.environ["REDIS_URL"].rpartition("/")
+        _index = int(_xdist_worker.removeprefix("gw") or 0)
+        os.environ["REDIS_URL"] = f"{_base}/{max(int(_db or 15) - 1 - _index, 0)}"
+else:
+    os.environ["LAYERCAKE_HOME"] = os.environ["LAYERCAKE_TEST_HOME"]
 os.environ.setdefault("LAYERCAKE_CACHE", str(ROOT / "var" / "cache"))
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-deployments-0123456789")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")

@@ -98,9 +98,10 @@ def evaluation_sample(validation: Dataset, max_rows: int, seed: int) -> Dataset:
 
 
 def training_steps(examples: int, hp: Hyperparameters) -> int:
-    """Optimizer steps for `examples` sequences per epoch, computed as transformers' Trainer does on one device
-    (a last partial batch and a last partial accumulation still count), then capped by `max_steps`."""
-    batches = math.ceil(examples / hp.batch_size)
+    """Optimizer steps for `examples` sequences per epoch, computed as transformers' Trainer does (a last partial
+    batch and a last partial accumulation still count), then capped by `max_steps`. With several processes each
+    reads its share of the batches (accelerate's sharding: ceil(ceil(n / b) / p) = ceil(n / (b p)))."""
+    batches = math.ceil(examples / (hp.batch_size * hp.num_processes))
     per_epoch = max(batches // hp.gradient_accumulation_steps + int(batches % hp.gradient_accumulation_steps > 0), 1)
     steps = math.ceil(hp.epochs * per_epoch)
     return min(steps, hp.max_steps) if hp.max_steps else steps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import resource
 import tempfile
 import time
@@ -74,6 +75,26 @@ class _JobLog(logging.LoggerAdapter):
         return f"[job {self.job_id}] {msg}", kwargs
 
 
+def _across_processes(values: list[float], op: str) -> list[float]:
+    """`values` reduced over the processes of a multi-process run ("max" or "sum"); as they are in a single one.
+
+    Every process must call it at the same point: a decision to stop or to save that one process takes alone leaves
+    the others waiting at the next gradient exchange.
+    """
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return values
+    from accelerate import PartialState
+
+    tensor = torch.tensor(values, dtype=torch.float64, device=PartialState().device)
+    reduction = torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM
+    torch.distributed.all_reduce(tensor, op=reduction)
+    return [float(value) for value in tensor.tolist()]
+
+
+def _any_process(flag: bool) -> bool:
+    return _across_processes([float(flag)], "max")[0] > 0
+
+
 class TimedCheckpointCallback(TrainerCallback):
     """Asks Trainer for a checkpoint once `seconds` of training passed since the last one (or the start).
 
@@ -92,7 +113,11 @@ class TimedCheckpointCallback(TrainerCallback):
         self.since = time.monotonic()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.seconds > 0 and not control.should_training_stop and time.monotonic() - self.since >= self.seconds:
+        if self.seconds <= 0:
+            return
+        due = not control.should_training_stop and time.monotonic() - self.since >= self.seconds
+        # Each process has its own clock; all save at the step that the first of them finds due.
+        if _any_process(due):
             control.should_save = True
 
 
@@ -147,7 +172,8 @@ class ReporterCallback(TrainerCallback):
         self.training = False
 
     def _check_stop(self, control: Any) -> None:
-        if not self.stopped and self.reporter.should_stop():
+        # All processes of a run stop at the same step, however each reads the request.
+        if not self.stopped and _any_process(self.reporter.should_stop()):
             self.stopped = True
         if self.stopped:
             control.should_training_stop = True
@@ -217,8 +243,8 @@ class CountingKTOTrainer(_TokenCountingMixin, KTOTrainer):
     pass
 
 
-def _preference_trainer(objective: str) -> tuple[type, type[Trainer]]:
-    """TRL's config and trainer classes for a preference objective (ORPO lives in trl.experimental)."""
+def _preference_trainer(objective: str) -> tuple[Callable[..., Any], type[Trainer]]:
+    """TRL's config and trainer classes for a preference objective (ORPO and CPO/SimPO live in trl.experimental)."""
     if objective == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
@@ -226,6 +252,16 @@ def _preference_trainer(objective: str) -> tuple[type, type[Trainer]]:
             pass
 
         return ORPOConfig, CountingORPOTrainer
+    if objective == "simpo":
+        from functools import partial
+
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        class CountingCPOTrainer(_TokenCountingMixin, CPOTrainer):
+            pass
+
+        # SimPO is TRL's CPO trainer with the SimPO loss and no behaviour-cloning term.
+        return partial(CPOConfig, loss_type="simpo", cpo_alpha=0.0), CountingCPOTrainer
     if objective == "kto":
         return KTOConfig, CountingKTOTrainer
     return DPOConfig, CountingDPOTrainer
@@ -437,7 +473,7 @@ class _Run:
             elif registry.task(task).trainer == "preference":
                 values = task_metrics.preference_metrics(
                     trainer, key, self.eval_samples[index], trainer.model, self.tokenizer, self.hp.max_length,
-                    self.hp.batch_size, length_normalised=self.hp.objective == "orpo",
+                    self.hp.batch_size, length_normalised=self.hp.objective in registry.LENGTH_NORMALISED_OBJECTIVES,
                 )
             elif task == "classification":
                 train_labels = self.train_sets[index]["labels"]
@@ -582,6 +618,13 @@ def _eval_points(splits: list[data_module.SplitDataset], results: dict[str, dict
     }
 
 
+def _reference_cost(spec: TrainingSpec) -> float:
+    """DPO and KTO also run the reference model forward over every example: one forward pass more a step."""
+    if registry.task(spec.task).trainer != "preference":
+        return 0.0
+    return 0.0 if spec.hyperparameters.objective in registry.REFERENCE_FREE_OBJECTIVES else 1.0
+
+
 # The token columns of one example as each trainer prepares it: a sequence, or a pair of prompt + answer sequences.
 _SEQUENCE_COLUMNS = (
     ("input_ids",),  # SFT, classifiers, seq2seq
@@ -615,6 +658,18 @@ def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
     return max(candidates)[1] if candidates else None
 
 
+def _forget_evaluation_prepare(trainer: Trainer) -> None:
+    """Let Trainer wrap the model in DDP for training after the base evaluation.
+
+    That evaluation prepares the bare model for evaluation, and accelerate (1.15) marks it prepared; its training
+    prepare then returns it unwrapped, and each process trains on its own share of the batch with no gradient
+    exchange (found by tests/training/test_distributed.py: the processes' weights drifted apart).
+    """
+    model = trainer.model
+    model._is_accelerate_prepared = False
+    trainer.accelerator._models = [known for known in trainer.accelerator._models if known is not model]
+
+
 def _peak_memory_bytes(device: str) -> int:
     if device == "cuda":
         return int(torch.cuda.max_memory_allocated())
@@ -629,6 +684,14 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     artifact) when the reporter asked to stop; the checkpoints stay, so a retry can resume.
     """
     started = time.perf_counter()
+    hp = spec.hyperparameters
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes != hp.num_processes:
+        # The steps, the batches and the decisions to stop are counted for num_processes.
+        raise SpecError(
+            f"This run asks for {hp.num_processes} processes but runs in {processes}: "
+            "start it through jobs.training.launch.run_distributed."
+        )
     reporter = reporter or NullReporter()
     reporter_callback = ReporterCallback(reporter)
     phase_seconds: dict[str, float] = {}
@@ -638,7 +701,6 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     if run.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
-    hp = spec.hyperparameters
     callbacks: list[TrainerCallback] = [reporter_callback, TimedCheckpointCallback(spec.checkpoint_seconds)]
     if spec.on_checkpoint is not None:
         callbacks.append(CheckpointSavedCallback(spec.on_checkpoint))
@@ -665,13 +727,16 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     resumed_from = int(last_checkpoint.name.rsplit("-", 1)[-1]) if last_checkpoint else 0
     # What one evaluation reads: the prepared sets of each dataset (TRL may drop rows a prompt fills entirely).
     eval_sets = [trainer.eval_dataset[f"d{i}"] for i in range(len(run.splits))]
-    eval_batches = sum(math.ceil(len(dataset) / hp.batch_size) for dataset in eval_sets)
+    # Per process: each evaluates its share of the batches, in step with the others.
+    eval_batches = sum(math.ceil(len(dataset) / (hp.batch_size * processes)) for dataset in eval_sets)
     reporter_callback.work = RunWork(
         eval_batches=eval_batches,
         eval_tokens=round(sum(_mean_tokens(dataset) * len(dataset) for dataset in eval_sets)),
         train_steps=max(planned_steps - resumed_from, 0),
-        tokens_per_step=round(_mean_tokens(trainer.train_dataset) * hp.batch_size * hp.gradient_accumulation_steps),
-        train_cost=2.0 + trainable / max(total, 1),
+        tokens_per_step=round(
+            _mean_tokens(trainer.train_dataset) * hp.batch_size * hp.gradient_accumulation_steps * processes
+        ),
+        train_cost=2.0 + trainable / max(total, 1) + _reference_cost(spec),
     )
     phase_seconds["loading"] = round(time.perf_counter() - started, 3)
 
@@ -687,17 +752,20 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
         run.log.info("Resuming from %s", last_checkpoint)
     reporter_callback.evaluation = None
     reporter_callback.phase("training")
+    if processes > 1:
+        _forget_evaluation_prepare(trainer)
     train_started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
     train_seconds = time.perf_counter() - train_started
     # CPU time of this process: on a shared machine it measures the work done, not the neighbours' load.
     train_cpu_seconds = time.process_time() - cpu_started
     phase_seconds["training"] = round(train_seconds, 3)
+    tokens_seen, real_tokens = (int(n) for n in _across_processes([trainer.tokens_seen, trainer.real_tokens], "sum"))
 
     summary = TrainingSummary(
-        tokens_seen=trainer.tokens_seen,
-        real_tokens=trainer.real_tokens,
-        tokens_per_second=round(trainer.tokens_seen / train_seconds, 2) if train_seconds else 0.0,
+        tokens_seen=tokens_seen,
+        real_tokens=real_tokens,
+        tokens_per_second=round(tokens_seen / train_seconds, 2) if train_seconds else 0.0,
         train_seconds=round(train_seconds, 3),
         train_cpu_seconds=round(train_cpu_seconds, 3),
         trainable_parameters=trainable,
@@ -740,6 +808,9 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     if "ref" in getattr(trainer.model, "peft_config", {}):
         # TRL's DPO adds a frozen copy of a fresh adapter as its reference; the result is the trained one alone.
         trainer.model.delete_adapter("ref")
+    if not trainer.is_world_process_zero():
+        # The other processes of a multi-process run hold the same weights: the main one alone writes them.
+        return TrainingResult(None, metrics, summary, kind="adapter" if adapter else "full")
     base_name = spec.base_model_name or str(spec.base_model_dir)
     hyperparameters = spec.hyperparameters.to_dict()
     card = model_card(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import platform
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
@@ -170,3 +171,38 @@ def plan_execution(
         fused_lm_head=sft_trainer,
         notes=notes,
     )
+
+
+def cpu_device() -> dict[str, Any]:
+    """This machine's CPU as a training device: its cores and memory."""
+    import psutil
+
+    from jobs.training.launch import cpu_cores
+
+    name = platform.processor() or platform.machine()
+    cores = cpu_cores()
+    return {"kind": "cpu", "name": f"{name} ({cores} cores)", "memory_bytes": int(psutil.virtual_memory().total),
+            "cores": cores}
+
+
+def local_devices() -> list[dict[str, Any]]:
+    """CUDA devices with their memory, or the CPU with the machine's memory, read in this process (which then has
+    CUDA initialised: a Celery parent reads them through jobs.worker_registry.detect_devices, in a child)."""
+    devices: list[dict[str, Any]] = []
+    try:
+        import torch
+
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            devices.append(
+                {
+                    "kind": "cuda",
+                    "name": props.name,
+                    "memory_bytes": int(props.total_memory),
+                    # What the planner needs to predict this worker's runs: bf16, flash-attn, Liger, bitsandbytes.
+                    "capabilities": local_capabilities().to_dict(),
+                }
+            )
+    except Exception:  # no torch CUDA runtime: a CPU worker
+        logger.debug("no CUDA devices", exc_info=True)
+    return devices or [cpu_device()]

@@ -150,7 +150,7 @@ TASK_TABLE: dict[str, Task] = {
             "text-generation", "generative", _LM_METHODS, "sft",
         ),
         Task(
-            "preference", "Preference tuning (DPO, ORPO, KTO)", "causal_lm", "AutoModelForCausalLM", "CAUSAL_LM",
+            "preference", "Preference tuning (DPO, ORPO, KTO, SimPO)", "causal_lm", "AutoModelForCausalLM", "CAUSAL_LM",
             "text-generation", "preference", ("lora", "qlora", "full"), "preference",
         ),
         Task(
@@ -171,10 +171,12 @@ TASK_TABLE: dict[str, Task] = {
 TASKS = tuple(TASK_TABLE)
 METHODS = tuple(METHOD_TABLE)
 SHAPES = tuple(SHAPE_TABLE)
-# Preference objectives (the `objective` hyperparameter), each through TRL's own trainer. ORPO needs no reference
-# model; DPO and KTO use the frozen base as theirs (with adapters: the same weights, adapters switched off).
-OBJECTIVES = {"dpo": "DPO", "orpo": "ORPO", "kto": "KTO"}
-REFERENCE_FREE_OBJECTIVES = ("orpo",)
+# Preference objectives (the `objective` hyperparameter), each through TRL's own trainer. ORPO and SimPO need no
+# reference model; DPO and KTO use the frozen base as theirs (with adapters: the same weights, adapters switched
+# off). ORPO and SimPO score answers by their mean per-token log-probability (length-normalised).
+OBJECTIVES = {"dpo": "DPO", "orpo": "ORPO", "kto": "KTO", "simpo": "SimPO"}
+REFERENCE_FREE_OBJECTIVES = ("orpo", "simpo")
+LENGTH_NORMALISED_OBJECTIVES = ("orpo", "simpo")
 METHODS_BY_TASK: dict[str, tuple[str, ...]] = {task.name: task.methods for task in TASK_TABLE.values()}
 ADAPTER_METHODS = tuple(name for name, method in METHOD_TABLE.items() if method.adapter)
 MERGEABLE_METHODS = tuple(name for name, method in METHOD_TABLE.items() if method.mergeable)

@@ -91,8 +91,14 @@ class Hyperparameters:
     activation_checkpointing: bool = knob(
         False, (bool,), "Recompute activations in the backward pass: a third slower, far less memory."
     )
+    # Above 1 the worker starts the run through `accelerate launch` (jobs.training.launch): DDP, each process with a
+    # whole copy of the model and batch_size rows per micro-batch, so a step reads num_processes x batch_size rows.
+    num_processes: int = knob(
+        1, (int,), "Processes training the job together on one worker: one per GPU (DDP), or up to a CPU worker's "
+        "cores; each reads batch_size rows per micro-batch.", (1, 64),
+    )
     # Preference tuning only.
-    objective: str = knob("dpo", (str,), "Preference tuning: dpo, orpo or kto (kto also takes unpaired rows).")
+    objective: str = knob("dpo", (str,), "Preference tuning: dpo, orpo, kto (also takes unpaired rows) or simpo.")
     beta: float = knob(
         0.1, _NUMBER, "Preference tuning: how far from the base the model may move (DPO/KTO), ORPO's odds-ratio weight.",
         (0.001, 10.0), form="float",

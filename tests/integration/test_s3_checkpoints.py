@@ -103,7 +103,7 @@ def test_a_job_killed_on_one_worker_resumes_on_another_from_the_bucket(
         job.refresh_from_db()
         assert job.status == Status.SUCCEEDED, job.error
         assert job.attempt == 2 and job.worker.startswith(second.name)
-        assert f"fetched the checkpoint of step {killed_at} from storage" in second.output()
+        assert job.events.filter(message=f"Resuming from the checkpoint of step {killed_at}, fetched from storage.").exists()
         # From the newest complete checkpoint at the kill: no step before it trained twice.
         assert job.summary["resumed_from_step"] == killed_at
         assert job.summary["global_step"] == total

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.training import DatasetFiles, TrainingSpec, resolve_hyperparameters
+from jobs.training.launch import spec_to_json
 from jobs.training.memory import estimate_run_memory
-from tests.training.training_job import spec_to_json
 
 PROBE = Path(__file__).with_name("memory_probe.py")
 _WORDS = "the cat dog red blue sun moon tree book green apple river house likes sees reads a of and to".split()

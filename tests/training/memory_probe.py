@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import psutil
 
 from jobs.training.engine import train
-from tests.training.training_job import spec_from_json
+from jobs.training.launch import spec_from_json
 
 
 def peak_rss_bytes() -> int:

@@ -37,7 +37,7 @@ def unpaired_rows(count: int = 48) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("objective", "method"), [("dpo", "lora"), ("orpo", "lora"), ("kto", "lora"), ("dpo", "full")]
+    ("objective", "method"), [("dpo", "lora"), ("orpo", "lora"), ("kto", "lora"), ("simpo", "lora"), ("dpo", "full")]
 )
 def test_preference_objective_moves_the_model_towards_the_chosen_answers(
     tmp_path: Path, tiny_lm: Path, objective: str, method: str

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from jobs.training.engine import last_complete_checkpoint, train
+from jobs.training.launch import spec_to_json
 from tests.training.conftest import instruction_rows, make_spec
-from tests.training.training_job import spec_to_json
 
 JOB_SCRIPT = Path(__file__).with_name("training_job.py")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import logging
+import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +61,14 @@ def converted_gguf_folder(gguf_file: Path) -> Path:
     folder = settings.LAYERCAKE_CACHE / "gguf" / key
     if not (folder / "config.json").exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        model_files.convert_gguf(gguf_file, folder)
+        # Converted aside, then renamed: two processes converting at once never see (or leave) half a folder.
+        partial = folder.with_name(f"{key}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        model_files.convert_gguf(gguf_file, partial)
+        try:
+            partial.rename(folder)
+        except OSError:  # another process finished first
+            shutil.rmtree(partial, ignore_errors=True)
     return folder
 
 
