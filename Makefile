@@ -47,8 +47,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two processes (pytest-xdist): each gets its own home, database and Redis database (tests/environment.py).
+PYTEST_WORKERS ?= 2
 pytest: setup browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -55,6 +55,9 @@ class MemoryEstimate:
     `runtime` is what a CPU worker's process grows by besides tensors (datasets, tokenizer, Trainer); on CUDA it is 0
     because the peak measured there is the allocator's (`torch.cuda.max_memory_allocated`). `loading` is the peak
     while weights are read, which on CPU can exceed training for a frozen base (file pages plus the tensors).
+    `evaluation` is what the final evaluation adds on a CPU worker: its full-vocabulary logits are fresh allocations
+    on top of what training left resident (the heap does not shrink back); on CUDA the allocator reuses the blocks
+    training freed.
     """
 
     weights: int
@@ -69,6 +72,7 @@ class MemoryEstimate:
     total_parameters: int
     device: str = "cpu"
     activation_checkpointing: bool = False
+    evaluation: int = 0
 
     @property
     def training(self) -> int:
@@ -79,7 +83,7 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        return max(self.training, self.loading)
+        return max(self.training, self.loading) + self.evaluation
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +95,7 @@ class MemoryEstimate:
             "workspace": self.workspace,
             "runtime": self.runtime,
             "loading": self.loading,
+            "evaluation": self.evaluation,
             "trainable_parameters": self.trainable_parameters,
             "total_parameters": self.total_parameters,
             "device": self.device,
@@ -495,7 +500,19 @@ def estimate_memory(
         total_parameters=counts.total,
         device=execution.device,
         activation_checkpointing=execution.activation_checkpointing,
+        evaluation=0 if on_cuda else _evaluation_logits_bytes(shape, task, hp),
     )
+
+
+def _evaluation_logits_bytes(shape: ModelShape, task: str, hp: Hyperparameters) -> int:
+    """An evaluation batch's full-vocabulary logits and their log-softmax, in fp32 (no fused head when evaluating).
+
+    Classifier heads have a handful of outputs: nothing to count. Preference evaluation scores chosen and rejected.
+    """
+    if registry.task(task).classifier:
+        return 0
+    sequences = hp.batch_size * (2 if registry.task(task).trainer == "preference" else 1)
+    return int(2 * sequences * hp.max_length * shape.vocab_size * 4)
 
 
 # What a CPU training process grows by besides tensors: datasets and Arrow buffers, the tokenizer, Trainer and
