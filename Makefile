@@ -47,10 +47,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Two processes (pytest-xdist): each gets its own home, database and Redis database (tests/environment.py).
+# Two processes (pytest-xdist): each gets its own home, database and Redis database (tests/environment.py). A test
+# file stays in one process (--dist loadfile): its fixtures are built once, and the memory calibration's runs are not
+# measured beside each other.
 PYTEST_WORKERS ?= 2
 pytest: setup browser
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOLLM2_CACHE = ROOT / "var" / "cache" / "smollm2-safetensors"
@@ -22,7 +23,16 @@ def minilm_path() -> Path | None:
 
 
 def smollm2_path() -> Path | None:
-    """SmolLM2 converted once from the package's GGUF to a safetensors folder, cached across runs."""
+    """SmolLM2 converted once from the package's GGUF to a safetensors folder, cached across runs; under a lock, so
+    two test processes on a cold cache convert it once, not twice at the same time."""
+    if (SMOLLM2_CACHE / "model.safetensors").exists():
+        return SMOLLM2_CACHE
+    SMOLLM2_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(SMOLLM2_CACHE) + ".lock"):
+        return _convert_smollm2()
+
+
+def _convert_smollm2() -> Path | None:
     if (SMOLLM2_CACHE / "model.safetensors").exists():
         return SMOLLM2_CACHE
     # find_spec does not import the package (its __init__ needs the `llm` CLI, which we do not install).

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from filelock import FileLock
 
 from webapp.accounts import quota
 from webapp.catalog import archives, loading, model_files
@@ -59,16 +60,17 @@ def converted_gguf_folder(gguf_file: Path) -> Path:
     """Convert once per GGUF content; later imports (and test runs) reuse the converted folder."""
     key = sha256_of(gguf_file)[:16]
     folder = settings.LAYERCAKE_CACHE / "gguf" / key
-    if not (folder / "config.json").exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        # Converted aside, then renamed: two processes converting at once never see (or leave) half a folder.
-        partial = folder.with_name(f"{key}.partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        model_files.convert_gguf(gguf_file, partial)
-        try:
-            partial.rename(folder)
-        except OSError:  # another process finished first
+    if (folder / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # One process converts while the others wait for it; converted aside, then renamed, so a process that dies
+    # half way never leaves half a folder behind.
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "config.json").exists():
+            partial = folder.with_name(f"{key}.partial-{os.getpid()}")
             shutil.rmtree(partial, ignore_errors=True)
+            model_files.convert_gguf(gguf_file, partial)
+            partial.rename(folder)
     return folder
 
 
