@@ -42,12 +42,13 @@ def remote(s3: S3Server, settings: Any) -> CheckpointStore:
 
 @pytest.fixture
 def outage(monkeypatch: pytest.MonkeyPatch, remote: CheckpointStore) -> dict[str, int]:
-    """S3 unreachable for the next `state["writes"]` file writes, as boto3 reports it."""
-    state = {"writes": 0}
+    """S3 unreachable for the next `state["writes"]` file writes, as boto3 reports it (for the files of checkpoint
+    `state["step"]` alone, when that is set)."""
+    state = {"writes": 0, "step": 0}
     put = S3Storage._save
 
     def failing_put(storage: S3Storage, name: str, content: Any) -> str:
-        if state["writes"] > 0:
+        if state["writes"] > 0 and (not state["step"] or f"checkpoint-{state['step']}" in name):
             state["writes"] -= 1
             raise EndpointConnectionError(endpoint_url="http://s3.example:9000")
         return put(storage, name, content)
@@ -148,11 +149,11 @@ def test_a_newer_checkpoint_supersedes_one_that_keeps_failing(
     remote: CheckpointStore, outage: dict[str, int], tmp_path: Path
 ) -> None:
     uploads = uploader(remote, tmp_path, delays=(0.2,))
-    outage["writes"] = 10**6
+    # Checkpoint 4 never gets through; 8, saved while 4 still retries, takes its place.
+    outage.update(writes=10**6, step=4)
     uploads.saved(write_checkpoint(tmp_path / "run", 4))
     time.sleep(0.3)
     uploads.saved(write_checkpoint(tmp_path / "run", 8))
-    outage["writes"] = 0
     wait_for(lambda: uploads.stored == [8], timeout=20, interval=0.02, message="the newer checkpoint was not stored")
     uploads.close()
     assert remote.complete() == [8]
