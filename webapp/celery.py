@@ -6,8 +6,11 @@ import os
 
 from celery import Celery
 from celery.signals import before_task_publish, worker_init
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+# The embedded broker writes each message whole before a worker can see it (webapp.lib.broker.AtomicChannel).
+TRANSPORT_ALIASES["filesystem"] = "webapp.lib.broker:AtomicTransport"
 
 app = Celery("layercake")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,27 @@ def test_exchange_files_exist_before_workers_start_and_a_corrupted_one_is_reset(
     assert json.loads(healthy.read_text()) == [["cpu", "", "cpu"]]  # a readable table is kept
     assert all((control() / f"{name}.exchange").exists() for name in EXCHANGES)
     assert prepare_filesystem_broker() == []
+
+
+def test_a_message_appears_in_its_queue_only_once_written_whole(tmp_path, monkeypatch):
+    from kombu import Connection
+
+    from webapp.lib import broker
+
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    seen_while_writing: list[list[str]] = []
+
+    def dumps_and_look(payload):  # type: ignore[no-untyped-def]
+        seen_while_writing.append(sorted(name for name in os.listdir(queue) if name.endswith(".cpu.msg")))
+        return json.dumps(payload)
+
+    monkeypatch.setattr(broker, "dumps", dumps_and_look)
+    options = {"data_folder_in": str(queue), "data_folder_out": str(queue), "control_folder": str(tmp_path)}
+    with Connection("filesystem://", transport_options=options) as connection:
+        assert isinstance(connection.transport, broker.AtomicTransport)  # what webapp.celery registers
+        channel = connection.default_channel
+        channel._put("cpu", {"body": "hello"})
+        assert seen_while_writing == [[]]  # nothing a worker could take before the message was whole
+        assert [name for name in os.listdir(queue) if name.endswith(".part")] == []
+        assert channel._get("cpu") == {"body": "hello"}
