@@ -26,7 +26,7 @@ from jobs.checkpoint_store import MANIFEST_SUFFIX, remote_store, step_of
 from jobs.models import Job, Status
 from jobs.runner import build_spec
 from tests.conftest import wait_for
-from tests.jobs.conftest import INSTRUCTIONS, ready_dataset
+from tests.jobs.conftest import ready_dataset
 from tests.jobs.test_job_on_a_real_worker import FAST_BEATS, job_status
 from tests.s3_server import S3Server, moto_server, storages_setting
 from webapp.catalog import importing
@@ -36,6 +36,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 # Trainer's state that makes a resume exact, besides the weights.
 RESUME_STATE = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"}
+
+
+def job_state(job_id: object) -> str:
+    """What a failure message needs: status, progress and the job's events."""
+    job = Job.objects.get(pk=job_id)
+    events = "; ".join(event.message for event in job.events.order_by("pk"))
+    return f"{job.status}, progress {job.progress}, events: {events}"
 
 
 @pytest.fixture
@@ -53,6 +60,15 @@ def machine(home: Path, bucket: dict[str, str]) -> dict[str, str]:
     return {"LAYERCAKE_HOME": str(home), "LAYERCAKE_CACHE": str(home / "cache"), **bucket, **FAST_BEATS}
 
 
+# Three times the rows of tests.jobs.conftest.INSTRUCTIONS: 72 steps, so that A is still training well after its first checkpoints are stored.
+# With 24 steps A finished in about 10 s, and under CI load it once finished, and deleted its checkpoints, before
+# an upload of step 4 was seen.
+LONGER = [
+    {"instruction": f"Add {a} and {b}.", "input": "", "output": f"{a} plus {b} is {a + b}."}
+    for a in range(1, 25) for b in range(1, 6)
+]
+
+
 def start_uninterrupted(job: Job, folder: Path) -> Future[float]:
     """The same job, trained start to end in this process and in a thread that overlaps the workers' run: its
     final loss."""
@@ -62,16 +78,13 @@ def start_uninterrupted(job: Job, folder: Path) -> Future[float]:
     return ThreadPoolExecutor(1).submit(lambda: train(spec).metrics["tuned"]["arithmetic"]["loss"])
 
 
-# Open: in one fresh-clone CI run (PostgreSQL + Redis, two test processes) worker A received the job and no
-# checkpoint reached the bucket within 120 s; it passed in the runs before. Not a pass until that is understood.
-@pytest.mark.xfail(strict=False, reason="seen once: no checkpoint reached the bucket in 120 s under CI load; not yet understood")
 def test_a_job_killed_on_one_worker_resumes_on_another_from_the_bucket(
     s3: S3Server, start_worker: Any, alice: Any, tiny_causal_lm_dir: Path, tmp_path: Path
 ) -> None:
     bucket = s3.bucket(prefix="layercake")
     with override_settings(STORAGES=storages_setting(bucket), LAYERCAKE_CACHE=tmp_path / "web-cache"):
         base = importing.import_base_model(str(tiny_causal_lm_dir), name="tiny-llama")
-        data = ready_dataset(alice, INSTRUCTIONS, "arithmetic")
+        data = ready_dataset(alice, LONGER, "arithmetic")
         hyperparameters = {"epochs": 1.5, "batch_size": 2, "save_steps": 2, "packing": False}
         job = services.create_job(services.plan_job(alice, base.id, [data.id], "lora", hyperparameters=hyperparameters))
         store = remote_store(job)
@@ -80,7 +93,7 @@ def test_a_job_killed_on_one_worker_resumes_on_another_from_the_bucket(
         first = start_worker(extra_env=machine(tmp_path / "a", bucket))
         wait_for(
             lambda: any(step >= 4 for step in store.complete()), timeout=120, interval=0.1,
-            message=f"no checkpoint reached the bucket ({job_status(job.pk)}):\n{first.output()[-4000:]}",
+            message=f"no checkpoint reached the bucket ({job_state(job.pk)}):\n{first.output()[-4000:]}",
         )
         first.kill(signal.SIGKILL)
         first.process.wait(timeout=10)
@@ -101,7 +114,7 @@ def test_a_job_killed_on_one_worker_resumes_on_another_from_the_bucket(
         with override_settings(LAYERCAKE_STALE_JOB_SECONDS=3):
             wait_for(lambda: services.recover_stale_jobs() or job_status(job.pk) != Status.RUNNING, timeout=30, interval=0.5,
                      message="the stale job was not re-queued")
-        wait_for(lambda: job_status(job.pk) in {"succeeded", "failed"}, timeout=120, interval=0.5,
+        wait_for(lambda: job_status(job.pk) in {"succeeded", "failed"}, timeout=180, interval=0.5,
                  message=f"the resumed job did not finish:\n{second.output()[-4000:]}")
         job.refresh_from_db()
         assert job.status == Status.SUCCEEDED, job.error
