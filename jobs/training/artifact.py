@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,28 +11,10 @@ import yaml
 from peft import PeftModel
 
 from jobs.training import registry
+from jobs.training.checksums import write_checksums
 
-CHECKSUMS_FILE = "checksums.sha256"
 # Pickle-based formats must never reach the catalog: a downloaded pickle runs code when loaded.
 FORBIDDEN_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_checksums(folder: Path) -> Path:
-    """`sha256sum -c` compatible list of every other file in the folder."""
-    lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS_FILE):
-        lines.append(f"{sha256_of(path)}  {path.relative_to(folder).as_posix()}\n")
-    target = folder / CHECKSUMS_FILE
-    target.write_text("".join(lines), encoding="utf-8")
-    return target
 
 
 def model_card(

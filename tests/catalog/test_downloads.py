@@ -51,7 +51,7 @@ def test_zip_holds_one_top_level_folder_named_safely_after_the_model(api_alice, 
 def test_zip_checksums_list_still_verifies_inside_the_unzipped_folder(api_alice, causal_base, causal_adapter_dir, alice, tmp_path):
     import shutil
 
-    from jobs.training.artifact import write_checksums
+    from jobs.training.checksums import write_checksums
     from webapp.catalog import registering
 
     artifact = shutil.copytree(causal_adapter_dir, tmp_path / "artifact")

@@ -46,7 +46,7 @@ def test_a_full_model_counts_all_its_parameters(causal_base, tiny_causal_lm_dir,
 
 
 def test_engine_checksums_travel_and_a_tampered_artifact_is_refused(causal_base, causal_adapter_dir, tmp_path, alice):
-    from jobs.training.artifact import write_checksums
+    from jobs.training.checksums import write_checksums
 
     folder = shutil.copytree(causal_adapter_dir, tmp_path / "artifact")
     write_checksums(folder)

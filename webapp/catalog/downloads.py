@@ -19,6 +19,7 @@ from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.urls import reverse
 
+from jobs.training.checksums import CHECKSUMS_FILE
 from webapp.catalog import cards, gguf_export, loading
 from webapp.catalog.models import CatalogModel, Kind
 
@@ -26,7 +27,6 @@ CHUNK_BYTES = 1 << 20
 # Weights do not compress; storing them keeps the stream cheap on CPU. Text files deflate well.
 STORED_SUFFIXES = (".safetensors",)
 CARD = "README.md"
-CHECKSUMS = "checksums.sha256"
 
 
 class ChunkSink(io.RawIOBase):
@@ -106,7 +106,7 @@ def rendered_card(model: CatalogModel, site: str) -> str:
 
 def rendered_checksums(model: CatalogModel, card: bytes) -> bytes | None:
     """The engine's `sha256sum -c` list with the README.md line matching the card in the zip."""
-    text = stored_text(model, CHECKSUMS)
+    text = stored_text(model, CHECKSUMS_FILE)
     if text is None:
         return None
     digest = hashlib.sha256(card).hexdigest()
@@ -119,7 +119,7 @@ def stream_zip(model: CatalogModel, site: str = "") -> Iterator[bytes]:
     sink = ChunkSink()
     folder = folder_name(model)
     card = rendered_card(model, site).encode()
-    rendered = {CARD: card, CHECKSUMS: rendered_checksums(model, card)}
+    rendered = {CARD: card, CHECKSUMS_FILE: rendered_checksums(model, card)}
     names = [entry["name"] for entry in model.files]
     when = model.created_at.timetuple()[:6]
     with zipfile.ZipFile(sink, mode="w", allowZip64=True) as archive:

@@ -16,11 +16,12 @@ from typing import Any
 from django.conf import settings
 from filelock import FileLock
 
+from jobs.training.checksums import sha256_of
 from webapp.accounts import quota
 from webapp.catalog import archives, loading, model_files
 from webapp.catalog.models import CatalogModel, Kind
 from webapp.catalog.registering import register_derived_model
-from webapp.catalog.storing import kept_bytes, local_dir, save_upload, save_with_files, sha256_of
+from webapp.catalog.storing import kept_bytes, local_dir, save_upload, save_with_files
 from webapp.lib.errors import LayercakeError, RowError
 
 logger = logging.getLogger(__name__)

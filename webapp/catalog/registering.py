@@ -8,10 +8,11 @@ from typing import Any
 
 from django.conf import settings
 
+from jobs.training.checksums import CHECKSUMS_FILE, sha256_of
 from webapp.catalog import loading, model_files
 from webapp.catalog.deployment import request_deployment_profile
 from webapp.catalog.models import CatalogModel, Kind
-from webapp.catalog.storing import save_with_files, sha256_of
+from webapp.catalog.storing import save_with_files
 from webapp.lib.errors import LayercakeError, RowError
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ DERIVED_KINDS = (Kind.ADAPTER, Kind.FULL, Kind.MERGED)
 
 def verify_checksums(folder: Path) -> None:
     """The engine's checksums.sha256 must match the files it lists: a corrupted artifact is refused."""
-    listing = folder / "checksums.sha256"
+    listing = folder / CHECKSUMS_FILE
     if not listing.exists():
         return
     bad = []

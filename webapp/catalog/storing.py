@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,19 +11,12 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from jobs.training.checksums import sha256_of
 from webapp.catalog import model_files
 from webapp.catalog.models import CatalogModel
 from webapp.datasets.uploads import UploadTooLarge
 from webapp.lib.errors import LayercakeError
 from webapp.lib.storage import local_path, stored_names
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def store_folder(folder: Path, prefix: str, names: list[Path] | None = None) -> list[dict[str, Any]]:
