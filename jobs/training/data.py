@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from datasets import Dataset, concatenate_datasets
 
+from jobs.training import registry
 from jobs.training.spec import DatasetFiles, Hyperparameters, SpecError
 
 logger = logging.getLogger(__name__)
@@ -20,15 +21,10 @@ logger = logging.getLogger(__name__)
 # mixing with a limit" of the T5 paper, with the limit relative to the smallest set instead of absolute).
 MIXTURE_CAP = 4
 
-# Columns each task reads from the normalized files (see the datasets app's contract).
+# Columns each task reads from the normalized files: the required columns of each dataset shape that feeds it
+# (the registry's shape table, which the datasets app detects and normalizes by).
 COLUMNS_BY_TASK: dict[str, tuple[tuple[str, ...], ...]] = {
-    "sft": (("instruction", "output"), ("messages",)),
-    "text": (("text",),),
-    "classification": (("text", "label"),),
-    "token_classification": (("tokens", "tags"),),
-    "seq2seq": (("source", "target"),),
-    # Pairs, or KTO's unpaired rows; `prompt` holds the conversation before the answer (a list of messages).
-    "preference": (("prompt", "chosen", "rejected"), ("prompt", "completion", "label")),
+    name: tuple(registry.SHAPE_TABLE[shape].required for shape in task.shapes) for name, task in registry.TASK_TABLE.items()
 }
 
 
