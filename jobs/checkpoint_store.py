@@ -25,13 +25,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypedDict
 
+from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import connection
 
 from jobs.models import Job, JobEvent
 from jobs.training import TrainingSpec
-from webapp.lib.storage import stored_names
+from webapp.lib.storage import stored_bytes, stored_names
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,10 @@ class CheckpointStore:
             if found is not None and found < oldest_kept:
                 for name in stored_names(f"{self.prefix}/{folder}"):
                     default_storage.delete(name)
+
+    def stored_bytes(self) -> int:
+        """What the checkpoints take in storage, complete or not, in one listing."""
+        return stored_bytes(self.prefix)
 
     def delete_all(self) -> None:
         """Remove every checkpoint, manifests first."""
@@ -301,6 +306,20 @@ class CheckpointUploader:
 
 def remote_store(job: Job) -> CheckpointStore:
     return CheckpointStore(f"{job.storage_prefix}/checkpoints")
+
+
+def worker_folder(job_id: object) -> Path:
+    """A job's working folder on this machine's disk, used when storage is remote: checkpoints, artifact, uploads."""
+    return Path(settings.LAYERCAKE_HOME) / "jobs" / str(job_id)
+
+
+def local_job_folder(job_id: object, name: str) -> Path:
+    """Where a job's `name` folder lies on this machine, not created here: inside local storage; with remote storage in
+    its worker folder, from where the checkpoints are copied to the bucket."""
+    try:
+        return Path(default_storage.path(f"jobs/{job_id}/{name}"))
+    except NotImplementedError:
+        return worker_folder(job_id) / name
 
 
 def job_notes(job: Job) -> Callable[[int, str], None]:

@@ -11,6 +11,9 @@ from typing import Any
 from django.conf import settings
 
 from jobs.merging import MergeDrift, ProofFailed, logit_difference
+from jobs.models import Job, JobQuerySet, Status
+from jobs.models import Kind as JobKind
+from webapp.accounts import quota
 from webapp.catalog import gguf_export, merging, profiling
 from webapp.catalog.models import CatalogModel, Kind
 from webapp.catalog.storing import delete_stored_files, local_dir, store_folder
@@ -44,8 +47,48 @@ def check_export(model: CatalogModel, output_type: Any) -> None:
         raise LayercakeError(str(refused), [RowError(None, "architecture", architecture)]) from None
 
 
-def export_gguf(model: CatalogModel, output_type: str, prefix: str) -> dict[str, Any]:
-    """Write the model as GGUF with its Ollama Modelfile, prove it, and store both under `prefix`.
+def expected_export_bytes(model: CatalogModel, output_type: str) -> int:
+    """About what the GGUF takes: the weights it holds (an adapter's are its base's, merged) at the type's width."""
+    weights = model.lineage()[0].parameter_count if model.kind == Kind.ADAPTER else model.parameter_count
+    return int(weights * gguf_export.BYTES_PER_WEIGHT[output_type])
+
+
+def replaced_exports(model: CatalogModel, owner: Any, output_type: str) -> JobQuerySet:
+    """The owner's proven exports of `model` as `output_type`: a newer proven one of that type replaces them (the model
+    page offers the newest only)."""
+    return Job.objects.filter(
+        owner=owner, kind=JobKind.EXPORT, status=Status.SUCCEEDED, base_model=model, hyperparameters__type=output_type
+    )
+
+
+def check_room_for_export(model: CatalogModel, owner: Any, output_type: str, incoming: int) -> None:
+    """QuotaExceeded (413) when the export's `incoming` bytes, less those of the export it replaces, do not fit."""
+    summaries = replaced_exports(model, owner, output_type).values_list("summary", flat=True)
+    replaced = sum(quota.exported_bytes(summary) for summary in summaries)
+    quota.check_room(owner, incoming - replaced, f"This {output_type} GGUF export")
+
+
+def remove_replaced_exports(job: Job) -> None:
+    """After `job` stored a proven export: the older ones of its model and type are never offered again, so their
+    files go, and their summaries say which job replaced them."""
+    assert job.base_model is not None
+    older = replaced_exports(job.base_model, job.owner, job.hyperparameters["type"]).exclude(pk=job.pk)
+    for old in older.filter(finished_at__lte=job.finished_at):
+        export = (old.summary or {}).get("gguf") or {}
+        if not export.get("files"):
+            continue
+        try:
+            delete_stored_files(export["prefix"], export["files"])
+        except Exception:  # leftovers cost space, not correctness: the new export is stored and offered
+            logger.exception("job %s: could not delete the GGUF export %s replaced", job.pk, export["prefix"])
+            continue
+        Job.objects.filter(pk=old.pk).update(summary={**old.summary, "gguf": {**export, "files": [], "replaced_by": str(job.pk)}})
+        logger.info("job %s: GGUF export %s replaced by %s, its files deleted", old.pk, export["prefix"], job.pk)
+
+
+def export_gguf(model: CatalogModel, output_type: str, prefix: str, owner: Any) -> dict[str, Any]:
+    """Write the model as GGUF with its Ollama Modelfile, prove it, and store both under `prefix` if `owner`'s quota
+    has room for them (else QuotaExceeded, with nothing stored).
 
     An adapter is merged into its base first (with the merge proof). A GGUF whose proof fails raises GgufDrift
     with the evidence and stores nothing: it is never offered.
@@ -80,6 +123,8 @@ def export_gguf(model: CatalogModel, output_type: str, prefix: str) -> dict[str,
         gguf_name = evidence["file"]["name"]
         speed = profiling.measure_gguf(out_dir / gguf_name)
         names = [Path(gguf_name), Path("Modelfile")]
+        # Checked at submit on an estimate; again here on the real size, as uploads and other jobs may have filled it.
+        check_room_for_export(model, owner, output_type, sum((out_dir / name).stat().st_size for name in names))
         # A redelivered job (its worker died while storing) starts from a clean folder.
         delete_stored_files(prefix, [{"name": name.as_posix()} for name in names])
         files = store_folder(out_dir, prefix, names)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +25,9 @@ class Status(models.TextChoices):
 
 FINAL_STATES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 WAITING_STATES = frozenset({Status.QUEUED, Status.RETRYING})
+# Ended without a result: their checkpoints are kept LAYERCAKE_CHECKPOINT_RETENTION_HOURS, then deleted (jobs.retention).
+# A succeeded job deletes its own at once (jobs.runner.cleanup).
+ENDED_WITHOUT_RESULT = frozenset({Status.FAILED, Status.CANCELLED})
 
 
 class Kind(models.TextChoices):
@@ -92,6 +95,20 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Running jobs whose worker has not heartbeaten for `seconds`."""
         return self.running().filter(heartbeat_at__lt=timezone.now() - timedelta(seconds=seconds))
 
+    def may_hold_checkpoints(self) -> JobQuerySet:
+        """Training jobs that ran and whose checkpoints nothing deleted yet (a succeeded job deletes its own)."""
+        return self.filter(kind=Kind.TRAIN, started_at__isnull=False, checkpoints_deleted_at__isnull=True).exclude(
+            status=Status.SUCCEEDED
+        )
+
+    def checkpoints_expired(self, ended_before: datetime) -> JobQuerySet:
+        """Jobs that ended failed or cancelled before `ended_before` and may still hold checkpoints, oldest first."""
+        return (
+            self.may_hold_checkpoints()
+            .filter(status__in=ENDED_WITHOUT_RESULT, finished_at__lt=ended_before)
+            .order_by("finished_at", "id")
+        )
+
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -137,6 +154,9 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    checkpoints_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the retention rule deleted the checkpoints of this failed or cancelled job."
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -177,6 +197,20 @@ class Job(models.Model):
     @property
     def storage_prefix(self) -> str:
         return f"jobs/{self.id}"
+
+    @property
+    def checkpoints_kept_until(self) -> datetime | None:
+        """When the retention rule deletes the checkpoints this failed or cancelled training job left; None for a job
+        that has none waiting (still running, succeeded, never ran, a merge or export, or already deleted)."""
+        if (
+            self.kind != Kind.TRAIN
+            or self.status not in ENDED_WITHOUT_RESULT
+            or self.started_at is None
+            or self.finished_at is None
+            or self.checkpoints_deleted_at is not None
+        ):
+            return None
+        return self.finished_at + timedelta(hours=settings.LAYERCAKE_CHECKPOINT_RETENTION_HOURS)
 
     # Transitions. Each moves only from the expected states by one conditional UPDATE (webapp.lib.states),
     # so two workers (or a worker and the stale-job check) cannot both win.
@@ -234,6 +268,14 @@ class Job(models.Model):
     def requeue(self, reason: str) -> bool:
         """Its worker vanished: running -> retrying, to resume from its last checkpoint."""
         return move(self, {Status.RUNNING}, status=Status.RETRYING, error=reason[:10_000], worker="")
+
+    def mark_checkpoints_deleted(self) -> bool:
+        """The retention rule deleted the checkpoints; True for the one check that records it (two may overlap)."""
+        now = timezone.now()
+        marked = Job.objects.filter(pk=self.pk, checkpoints_deleted_at__isnull=True).update(checkpoints_deleted_at=now) == 1
+        if marked:
+            self.checkpoints_deleted_at = now
+        return marked
 
     def heartbeat(self) -> bool:
         return Job.objects.filter(pk=self.pk, status=Status.RUNNING).update(heartbeat_at=timezone.now()) == 1

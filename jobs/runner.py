@@ -12,12 +12,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 
-from jobs.checkpoint_store import delete_remote_checkpoints, synced_checkpoints
-from jobs.exporting import GgufDrift, export_gguf
+from jobs.checkpoint_store import (
+    delete_remote_checkpoints,
+    local_job_folder,
+    storage_is_remote,
+    synced_checkpoints,
+    worker_folder,
+)
+from jobs.exporting import GgufDrift, export_gguf, remove_replaced_exports
 from jobs.merging import MergeDrift, merge_adapter
-from jobs.models import FailureReason, Job, Kind, Status
+from jobs.models import ENDED_WITHOUT_RESULT, FailureReason, Job, Kind, Status
 from jobs.reporting import Heartbeat, JobReporter
 from jobs.training import DatasetFiles, Hyperparameters, SpecError, TrainingSpec
 from webapp.catalog.registering import register_derived_model
@@ -34,10 +39,7 @@ def job_folder(job: Job, name: str) -> Path:
     On local storage it lies inside storage itself; with remote storage it lies on the worker's disk, and
     jobs.checkpoint_store copies each checkpoint to storage, so a re-queued job resumes on any worker.
     """
-    try:
-        folder = Path(default_storage.path(f"{job.storage_prefix}/{name}"))
-    except NotImplementedError:
-        folder = settings.LAYERCAKE_HOME / "jobs" / str(job.pk) / name
+    folder = local_job_folder(job.pk, name)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -91,6 +93,8 @@ def execute(job: Job) -> None:
     except Exception as error:
         logger.exception("job %s: failed", job.pk)  # the traceback goes to the worker's log, for the operator
         job.fail(public_error(error, job), FailureReason.ERROR)
+    if job.kind == Kind.TRAIN:
+        drop_worker_copy(job)
 
 
 _SERVER_PATH = re.compile(r"(?:/[\w.@+\-]+){2,}/?")
@@ -156,8 +160,20 @@ def export(job: Job) -> None:
         raise LayercakeError("The model to export was deleted before the export ran.")
     # Under the model's own folder, so deleting the model deletes its exports; one folder per export job.
     prefix = f"{job.base_model.storage_prefix}/gguf/{job.pk}"
-    result = export_gguf(job.base_model, job.hyperparameters["type"], prefix)
-    job.succeed(None, {"gguf_proof": result["proof"]}, {"gguf": result["export"]})
+    result = export_gguf(job.base_model, job.hyperparameters["type"], prefix, job.owner)
+    if job.succeed(None, {"gguf_proof": result["proof"]}, {"gguf": result["export"]}):
+        remove_replaced_exports(job)
+
+
+def drop_worker_copy(job: Job) -> None:
+    """With remote storage, a job that ended failed or cancelled leaves nothing on this worker's disk, which no periodic
+    check of another machine can reach: the bucket keeps its checkpoints for the retention window (jobs.retention),
+    and nothing resumes from this copy (a retry is a new job)."""
+    if not storage_is_remote():
+        return  # the folder lies in storage itself: the retention rule deletes it
+    job.refresh_from_db(fields=["status"])
+    if job.status in ENDED_WITHOUT_RESULT:
+        shutil.rmtree(worker_folder(job.pk), ignore_errors=True)
 
 
 def cleanup(job: Job, spec: TrainingSpec) -> None:

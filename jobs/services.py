@@ -17,7 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs.exporting import check_export
+from jobs.exporting import check_export, check_room_for_export, expected_export_bytes
 from jobs.models import FailureReason, Job, Kind, Priority, Status, Worker, gpu_queue
 from jobs.training import Hyperparameters, SpecError, registry, resolve_hyperparameters
 from jobs.training.execution import Capabilities, Execution
@@ -411,6 +411,7 @@ def start_export(model: CatalogModel, owner: Any, output_type: Any) -> Job:
     """The "Export to GGUF" action: an `export` job that writes the model as GGUF (+ Ollama Modelfile), proves it
     and stores it for download on a worker (jobs.exporting.export_gguf). What cannot be exported is refused now."""
     check_export(model, output_type)
+    check_room_for_export(model, owner, output_type, expected_export_bytes(model, output_type))
     with transaction.atomic():
         job = Job.objects.create(
             owner=owner, kind=Kind.EXPORT, base_model=model, method="export", task=(model.tasks or ["sft"])[0],

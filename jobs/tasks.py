@@ -10,7 +10,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import runner, services
+from jobs import retention, runner, services
 from jobs.models import FailureReason, Job, Status
 from jobs.worker_registry import set_current_job
 from webapp.catalog.deployment import recover_stuck_profiles
@@ -57,7 +57,8 @@ def check_jobs() -> None:
     """Periodic (celery beat): the database is the source of truth for all background work.
 
     Re-queue jobs whose worker vanished and re-send waiting jobs whose message was lost; likewise dataset
-    checks, playground runs and deployment profiles, each recovered by its own app's services.
+    checks, playground runs and deployment profiles, each recovered by its own app's services. Then delete the
+    checkpoints that failed and cancelled jobs kept past their retention.
     """
     recovered = services.recover_stale_jobs()
     resent = services.resend_waiting_jobs()
@@ -68,6 +69,7 @@ def check_jobs() -> None:
         "recover_stuck_runs": recover_stuck_runs(),
         # The catalog does not know the workers: a queued profile waits while one of its queue is online.
         "recover_stuck_profiles": recover_stuck_profiles(services.online_queues()),
+        "delete_expired_checkpoints": retention.delete_expired_checkpoints(),
     }
     for recover, found in handled.items():
         if found:

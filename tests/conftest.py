@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
+from tests.s3_server import S3Server, moto_server, storages_setting
 from webapp.accounts.services import api_token_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +100,21 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_seq2seq_dir(tmp_path_factory) -> Path:
     return tiny_model("build_tiny_seq2seq", tmp_path_factory.mktemp("tiny-seq2seq"))
+
+
+# --- a real S3 server (moto's) --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_storage(s3: S3Server, settings) -> None:  # type: ignore[no-untyped-def]
+    """Storage is a fresh S3 bucket, configured as webapp/settings.py does from S3_* variables."""
+    settings.STORAGES = storages_setting(s3.bucket())
 
 
 # --- a real Celery worker -------------------------------------------------------------------

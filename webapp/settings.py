@@ -214,7 +214,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
 LAYERCAKE_MAX_UPLOAD_MB = int(os.environ.get("LAYERCAKE_MAX_UPLOAD_MB", "2048"))
-# Storage each user may fill with datasets, models and job checkpoints (webapp.accounts.quota); 0: unlimited.
+# Storage each user may fill with datasets, models, GGUF exports and job checkpoints (webapp.accounts.quota); 0: unlimited.
 LAYERCAKE_USER_QUOTA_MB = int(os.environ.get("LAYERCAKE_USER_QUOTA_MB", "20480"))
 
 # Security headers; `manage.py check --deploy` is clean when HTTPS is on (LAYERCAKE_HTTPS=1).
@@ -328,6 +328,9 @@ LAYERCAKE_STALE_JOB_SECONDS = int(os.environ.get("LAYERCAKE_STALE_JOB_SECONDS", 
 LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_WORKER_OFFLINE_AFTER_SECONDS", "60"))
 LAYERCAKE_MAX_ATTEMPTS = int(os.environ.get("LAYERCAKE_MAX_ATTEMPTS", "3"))
 LAYERCAKE_RESEND_AFTER_SECONDS = int(os.environ.get("LAYERCAKE_RESEND_AFTER_SECONDS", "600"))
+# Checkpoints of jobs that ended failed or cancelled are deleted (disk and bucket) this many hours after the job ended,
+# by the same periodic check (jobs.retention); 0: at the next check. Nothing resumes from them: a retry starts afresh.
+LAYERCAKE_CHECKPOINT_RETENTION_HOURS = int(os.environ.get("LAYERCAKE_CHECKPOINT_RETENTION_HOURS", "72"))
 # The same check recovers the other background work (webapp.lib.background sends it all): a dataset check,
 # playground run or deployment profile gets LAYERCAKE_MAX_SENDS messages, then ends with a reason. A check
 # still running past the task's hard time limit (3720 s) lost its worker. A playground run still queued

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +18,15 @@ from jobs.checkpoint_store import CheckpointStore, CheckpointUploader, restore_n
 from jobs.models import Job, Status
 from jobs.training import Hyperparameters, TrainingSpec
 from tests.conftest import wait_for
-from tests.s3_server import S3Server, moto_server, storages_setting
 from webapp.lib.storage import stored_names
 
 # Trainer's files in a checkpoint of a LoRA run; the store treats them alike, whatever they hold.
 TRAINER_FILES = ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json")
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with moto_server() as server:
-        yield server
-
-
 @pytest.fixture
-def remote(s3: S3Server, settings: Any) -> CheckpointStore:
-    """Storage is a fresh S3 bucket, configured as webapp/settings.py does from S3_* variables."""
-    settings.STORAGES = storages_setting(s3.bucket())
+def remote(s3_storage: None) -> CheckpointStore:
+    """Storage is a fresh S3 bucket (tests/conftest.py)."""
     assert checkpoint_store.storage_is_remote()
     return CheckpointStore("jobs/test/checkpoints")
 

@@ -1,16 +1,19 @@
-"""Per-user storage quotas: what a user's datasets, models and job checkpoints take, and room for more.
+"""Per-user storage quotas: what a user's datasets, models, GGUF exports and job checkpoints take, and room for more.
 
 What is counted, from what is stored:
 - datasets: every file under the dataset's folder on local storage (the upload, the validation file, the
   normalized copies); with remote storage (S3), the upload's recorded size only;
 - models: the recorded sizes of the user's own models' files (`CatalogModel.files`); shared bases count for nobody;
-- checkpoints: the files in the checkpoint folders of the user's jobs, where this machine can see them.
+- GGUF exports: the recorded sizes of the files of the user's proven exports (`Job.summary["gguf"]["files"]`) of
+  models not deleted (deleting a model deletes its exports);
+- checkpoints: on local storage, the files in the checkpoint folders of the user's jobs; with remote storage, the
+  objects under each job's checkpoint prefix in the bucket (a worker's disk holds only a working copy of those), one
+  listing per job that may still have some: training jobs that ran, not succeeded, not yet deleted by the retention.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +41,12 @@ class StorageUsage:
     datasets: int
     models: int
     checkpoints: int
+    exports: int
     quota: int  # bytes; 0: unlimited
 
     @property
     def total(self) -> int:
-        return self.datasets + self.models + self.checkpoints
+        return self.datasets + self.models + self.checkpoints + self.exports
 
     @property
     def unlimited(self) -> bool:
@@ -60,7 +64,10 @@ class StorageUsage:
         return min(100, round(100 * self.total / self.quota))
 
     def describe(self) -> str:
-        parts = f"datasets {size_text(self.datasets)}, models {size_text(self.models)}, checkpoints {size_text(self.checkpoints)}"
+        parts = (
+            f"datasets {size_text(self.datasets)}, models {size_text(self.models)}, "
+            f"GGUF exports {size_text(self.exports)}, checkpoints {size_text(self.checkpoints)}"
+        )
         if self.unlimited:
             return f"{size_text(self.total)} ({parts}), no quota"
         return f"{size_text(self.total)} of your {size_text(self.quota)} quota ({parts})"
@@ -127,24 +134,32 @@ def model_bytes(user: Any) -> int:
     return int(CatalogModel.objects.filter(owner=user).aggregate(total=Sum("size_bytes"))["total"] or 0)
 
 
-def checkpoint_folders(job_ids: Iterable[Any]) -> list[Path]:
-    """Where jobs.runner.job_folder keeps each job's checkpoints (without creating the folders)."""
-    folders = []
-    for job_id in job_ids:
-        folder = local_folder(f"jobs/{job_id}/checkpoints")
-        folders.append(folder if folder is not None else Path(settings.LAYERCAKE_HOME) / "jobs" / str(job_id) / "checkpoints")
-    return folders
-
-
 def checkpoint_bytes(user: Any) -> int:
+    from jobs.checkpoint_store import local_job_folder, remote_store, storage_is_remote
     from jobs.models import Job
 
-    return sum(folder_bytes(folder) for folder in checkpoint_folders(Job.objects.filter(owner=user).values_list("id", flat=True)))
+    jobs = Job.objects.filter(owner=user)
+    if storage_is_remote():
+        return sum(remote_store(job).stored_bytes() for job in jobs.may_hold_checkpoints().only("id"))
+    return sum(folder_bytes(local_job_folder(job_id, "checkpoints")) for job_id in jobs.values_list("id", flat=True))
+
+
+def exported_bytes(summary: dict[str, Any] | None) -> int:
+    """What a GGUF export job's files take, by its summary (none for a refused export, or one another replaced)."""
+    files = ((summary or {}).get("gguf") or {}).get("files") or []
+    return sum(int(entry["size_bytes"]) for entry in files)
+
+
+def export_bytes(user: Any) -> int:
+    from jobs.models import Job, Kind, Status
+
+    summaries = Job.objects.filter(owner=user, kind=Kind.EXPORT, status=Status.SUCCEEDED, base_model__isnull=False)
+    return sum(exported_bytes(summary) for summary in summaries.values_list("summary", flat=True))
 
 
 def usage_of(user: Any) -> StorageUsage:
     """What `user` stores now, by kind, and their quota."""
-    return StorageUsage(dataset_bytes(user), model_bytes(user), checkpoint_bytes(user), quota_bytes())
+    return StorageUsage(dataset_bytes(user), model_bytes(user), checkpoint_bytes(user), export_bytes(user), quota_bytes())
 
 
 def free_bytes(user: Any) -> int | None:

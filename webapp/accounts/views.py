@@ -33,5 +33,10 @@ def account(request: HttpRequest) -> HttpResponse:
     user = cast(User, request.user)  # the login middleware let only logged-in users through
     new_key = new_api_token(user, replace=True) if request.method == "POST" else None
     tokens = AuthToken.objects.filter(user=user).order_by("-created")
-    context = {"tokens": tokens, "new_key": new_key, "usage": quota.usage_of(user)}
+    context = {
+        "tokens": tokens,
+        "new_key": new_key,
+        "usage": quota.usage_of(user),
+        "checkpoint_retention_hours": settings.LAYERCAKE_CHECKPOINT_RETENTION_HOURS,
+    }
     return render(request, "accounts/account.html", context)

@@ -27,6 +27,9 @@ SUPPORTED_ARCHITECTURES: dict[str, dict[str, Any]] = {
 # Output types gguf-py can write. K-quants (q4_K_M) cannot be produced here: gguf.quants implements
 # dequantisation only for Q2_K..Q6_K (no quantize_blocks); llama.cpp's C `llama-quantize` makes them.
 OUTPUT_TYPES = ("f16", "q8_0")
+# Bytes per weight written, to size an export before it runs: q8_0 stores a block of 32 weights as 32 int8 and one
+# f16 scale. (The 1-D tensors and norms kept in float32 are too few to count.)
+BYTES_PER_WEIGHT = {"f16": 2.0, "q8_0": 34 / 32}
 # Stated bounds on max |logit difference| against the float32 source, on the fixed prompts. f16 rounds each weight
 # to 11 significant bits; q8_0 stores blocks of 32 weights as int8 with one f16 scale, about 20x the f16 error.
 # Measured (docs/benchmarks.md): SmolLM2-135M 0.041 (f16) and 1.32 (q8_0), the tiny test Llama 3e-4 and 7e-3.

@@ -33,3 +33,23 @@ def stored_names(prefix: str) -> list[str]:
     for folder in folders:
         names += stored_names(f"{prefix}/{folder}")
     return names
+
+
+def stored_bytes(prefix: str) -> int:
+    """Bytes of every file stored under `prefix`, recursively; 0 when there is none.
+
+    On S3 (django-storages) one listing answers: without a delimiter it returns every key under the prefix with its
+    size, a page per 1,000 keys, where listdir and size() would cost a request per folder and per file.
+    """
+    from storages.backends.s3 import S3Storage
+
+    if not isinstance(default_storage, S3Storage):
+        return sum(default_storage.size(name) for name in stored_names(prefix))
+    from storages.utils import clean_name
+
+    # As S3Storage.listdir builds its prefix: under the storage's location, ending with a slash.
+    key_prefix = default_storage._normalize_name(clean_name(prefix)).rstrip("/") + "/"
+    pages = default_storage.connection.meta.client.get_paginator("list_objects_v2").paginate(
+        Bucket=default_storage.bucket_name, Prefix=key_prefix
+    )
+    return sum(entry["Size"] for page in pages for entry in page.get("Contents", ()))
