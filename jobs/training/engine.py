@@ -305,6 +305,9 @@ def _common_arguments(spec: TrainingSpec, execution: Execution, eval_key: str) -
         "use_liger_kernel": execution.liger,
         "dataloader_pin_memory": on_cuda,
     }
+    if execution.parallelism == "fsdp" and not on_cuda:
+        # Trainer takes the FSDP state `_configure_fsdp_on_cpu` set up, rather than building a DDP one over it.
+        arguments["accelerator_config"] = {"use_configured_state": True}
     if hp.early_stopping_patience:
         # load_best_model_at_end needs evaluations aligned with saves, so both happen every save_steps.
         arguments.update(
@@ -345,6 +348,7 @@ class _Run:
             packing=self.hp.packing,
             activation_checkpointing=self.hp.activation_checkpointing,
             capabilities=local_capabilities(),
+            num_processes=self.hp.num_processes,
         )
         for note in self.execution.notes:
             self.log.info(note)
@@ -358,6 +362,8 @@ class _Run:
     def build_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
         spec, hp, task = self.spec, self.hp, self.spec.task
         self.labels = _labels(task, self.splits)
+        if self.execution.parallelism == "fsdp" and self.device != "cuda":
+            _configure_fsdp_on_cpu()
         set_seed(hp.seed)
         model = load_model(spec.base_model_dir, task, self.execution, self.tokenizer, self.labels)
         self.model = prepare_model(model, task, spec.method, hp, spec.base_model_dir, self.execution)
@@ -670,6 +676,75 @@ def _forget_evaluation_prepare(trainer: Trainer) -> None:
     trainer.accelerator._models = [known for known in trainer.accelerator._models if known is not model]
 
 
+def _shard_model(trainer: Trainer) -> None:
+    """Shard the model of an FSDP run, with its optimizer, before the base evaluation reads it.
+
+    Trainer's evaluation prepares a bare model alone, which accelerate refuses under FSDP2 ("a model and optimizer
+    must be passed together"); and an unsharded model in every process is what FSDP is there to avoid. Sharded here
+    the way Trainer's training prepare does it (its optimizer, `accelerator.prepare(model, optimizer)`), the model is
+    already an FSDP module when training starts: that prepare finds it so and keeps it and the optimizer.
+    """
+    trainer.create_optimizer()
+    model, trainer.optimizer = trainer.accelerator.prepare(trainer.model, trainer.optimizer)
+    trainer.model = trainer.model_wrapped = model
+
+
+def _configure_fsdp_on_cpu() -> None:
+    """Set accelerate's state up for FSDP in a CPU process, as `accelerate launch` does by itself on GPUs.
+
+    accelerate 1.15 turns FSDP on only for GPU-family process groups (AcceleratorState.__init__ sets
+    DistributedType.FSDP inside its `distributed_type in [MULTI_GPU, MULTI_NPU, ...]` branch); CPU processes are
+    MULTI_CPU, so an FSDP launch config on the CPU would train DDP without a word. torch's `fully_shard` runs on the CPU
+    over gloo, and so does accelerate's FSDP2 code once the state says FSDP: this sets it as that branch would, with
+    the plugin read from the FSDP_* variables `accelerate launch` exported from `launch.FSDP_CONFIG`. The engine
+    checks that Trainer took it (`_check_parallelism`).
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = Accelerator(cpu=True).state
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        raise RuntimeError(f"FSDP on the CPU expects accelerate's MULTI_CPU state, found {state.distributed_type}.")
+    AcceleratorState._shared_state["fsdp_plugin"] = FullyShardedDataParallelPlugin()
+    AcceleratorState._shared_state["distributed_type"] = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+
+def _check_parallelism(trainer: Trainer, execution: Execution) -> None:
+    """Refuse to train otherwise than planned: an FSDP plan under DDP would need N times the memory it was given."""
+    fsdp = bool(getattr(trainer, "is_fsdp_enabled", False))
+    if fsdp != (execution.parallelism == "fsdp"):
+        raise RuntimeError(
+            f"This run was planned as {execution.parallelism_label} but accelerate runs "
+            f"{trainer.accelerator.distributed_type}: start it through jobs.training.launch.run_distributed."
+        )
+
+
+def _gather_fsdp_model(trainer: Trainer, task: str) -> Any:
+    """The trained model of an FSDP run whole, as a plain transformers model on rank 0 (None on the others), for
+    `save_pretrained` to write as any other full model (the sharded one's class is FSDP's subclass, and its weights
+    are DTensor shards). Every process must call it: the gather is collective (accelerate's FSDP2 `get_state_dict`:
+    full state dict, on rank 0, on the CPU).
+    """
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    if not trainer.is_world_process_zero():
+        return None
+    sharded = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.device("meta"):
+        model = registry.auto_class(task).from_config(sharded.config)
+    model.load_state_dict(state_dict, assign=True)
+    # Buffers outside the state dict (rotary frequencies) are whole in every process: FSDP shards parameters only.
+    for name, buffer in sharded.named_buffers():
+        owner, _, leaf = name.rpartition(".")
+        module = model.get_submodule(owner)
+        if module._buffers.get(leaf) is not None and module._buffers[leaf].is_meta:
+            module._buffers[leaf] = buffer.detach().to("cpu", copy=True)
+    model.tie_weights()
+    model.generation_config = sharded.generation_config
+    return model
+
+
 def _peak_memory_bytes(device: str) -> int:
     if device == "cuda":
         return int(torch.cuda.max_memory_allocated())
@@ -697,7 +772,10 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     phase_seconds: dict[str, float] = {}
     reporter_callback.phase("loading")
     run = _Run(spec, reporter)
-    run.log.info("Training %s / %s on %s (%s)", spec.task, spec.method, spec.base_model_dir, run.device)
+    run.log.info(
+        "Training %s / %s on %s (%s, %s)", spec.task, spec.method, spec.base_model_dir, run.device,
+        run.execution.parallelism_label,
+    )
     if run.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
@@ -707,6 +785,7 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     if hp.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience))
     trainer = run.build_trainer(callbacks)
+    _check_parallelism(trainer, run.execution)
     # With tqdm disabled, Trainer prints every log dict to stdout; the engine logs through logging only.
     trainer.remove_callback(PrinterCallback)
     # The steps the plan showed: Trainer's own arithmetic over the prepared sequences, capped by max_steps. Set
@@ -741,6 +820,8 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     phase_seconds["loading"] = round(time.perf_counter() - started, 3)
 
     mark = time.perf_counter()
+    if trainer.is_fsdp_enabled:
+        _shard_model(trainer)
     reporter_callback.begin_evaluation("evaluating_base", eval_batches)
     base_metrics = run.evaluate(trainer)
     run.log.info("Base metrics: %s", base_metrics)
@@ -752,7 +833,7 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
         run.log.info("Resuming from %s", last_checkpoint)
     reporter_callback.evaluation = None
     reporter_callback.phase("training")
-    if processes > 1:
+    if processes > 1 and not trainer.is_fsdp_enabled:
         _forget_evaluation_prepare(trainer)
     train_started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train(resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None)
@@ -808,6 +889,8 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     if "ref" in getattr(trainer.model, "peft_config", {}):
         # TRL's DPO adds a frozen copy of a fresh adapter as its reference; the result is the trained one alone.
         trainer.model.delete_adapter("ref")
+    # Under FSDP each process holds a shard: all of them gather the whole model for rank 0 to write.
+    trained = _gather_fsdp_model(trainer, spec.task) if trainer.is_fsdp_enabled else trainer.model
     if not trainer.is_world_process_zero():
         # The other processes of a multi-process run hold the same weights: the main one alone writes them.
         return TrainingResult(None, metrics, summary, kind="adapter" if adapter else "full")
@@ -835,7 +918,7 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     }
     artifact_dir = save_artifact(
         output_dir=Path(spec.output_dir),
-        model=trainer.model,
+        model=trained,
         tokenizer=run.tokenizer,
         base_model_name=base_name,
         card=card,
@@ -853,5 +936,5 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
         stopped=False,
         kind="adapter" if adapter else "full",
         log_history=trainer.state.log_history,
-        model=trainer.model.eval(),
+        model=trained.eval(),
     )

@@ -1,4 +1,5 @@
-"""How a run executes on its device: dtypes, attention kernel, packing, fused kernels, activation checkpointing.
+"""How a run executes on its device: dtypes, attention kernel, packing, fused kernels, activation checkpointing, and
+how several processes share it (DDP or FSDP).
 
 One place for these decisions: the engine follows them, and the memory estimate counts exactly what they imply.
 Worker capabilities (which optional kernels import) are probed here too, so a web process can plan for a worker it
@@ -97,10 +98,40 @@ class Execution:
     activation_checkpointing: bool
     liger: bool  # Liger's fused RMSNorm / RoPE / SwiGLU kernels
     fused_lm_head: bool  # TRL's chunked log-prob head: the batch x length x vocab logits never exist
+    processes: int = 1  # processes training the run together (jobs.training.launch)
+    parallelism: str = "single"  # single | ddp | fsdp (`choose_parallelism`)
     notes: list[str] = field(default_factory=list, compare=False)
 
+    @property
+    def parallelism_label(self) -> str:
+        """How the processes share the run, for people: "FSDP, full shard, 4 processes"."""
+        if self.parallelism == "fsdp":
+            return f"FSDP, full shard, {self.processes} processes"
+        if self.parallelism == "ddp":
+            return f"DDP, {self.processes} processes"
+        return "1 process"
+
     def describe(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if key != "notes"} | {"notes": list(self.notes)}
+        described = {key: value for key, value in asdict(self).items() if key != "notes"}
+        return described | {"parallelism_label": self.parallelism_label, "notes": list(self.notes)}
+
+
+def choose_parallelism(task: str, method: str, processes: int) -> str:
+    """How `processes` processes share a run of `method` on `task`: "single" for one, else "fsdp" or "ddp".
+
+    Full fine-tuning of a causal LM keeps weights, gradients and AdamW's two moments (16 bytes a parameter) in each
+    DDP process; FSDP's full shard divides them by the processes, for an all-gather of each block's weights in
+    forward and backward. Every other method trains a small part beside a frozen base (adapters, a soft prompt, a
+    head, the last layers): DDP exchanges only that part's gradients, and a whole copy of the base in each process
+    costs less than gathering it at every step. Encoders and seq2seq models stay on DDP too: they are small, and
+    accelerate 1.15's FSDP2 preparation fails on them (tried on the tiny BERT and T5): it shards the input embedding
+    apart after BERT's `BertEmbeddings` unit already holds it (torch: "Invariant encountered: value was None when it
+    should not be"), and T5's `shared.weight` is "shared with a parameter already managed by another FSDP group".
+    """
+    if processes <= 1:
+        return "single"
+    full_causal = registry.method(method).trains == "all" and registry.task(task).causal
+    return "fsdp" if full_causal else "ddp"
 
 
 def plan_execution(
@@ -112,8 +143,10 @@ def plan_execution(
     packing: bool = False,
     activation_checkpointing: bool = False,
     capabilities: Capabilities | None = None,
+    num_processes: int = 1,
 ) -> Execution:
-    """What the engine will do for this task and method on `device` ("cpu" or "cuda"), given what the worker has.
+    """What the engine will do for this task and method on `device` ("cpu" or "cuda"), given what the worker has,
+    in `num_processes` processes.
 
     - Weights: CPU trains in fp32. On CUDA a frozen base (lora, prompt tuning) is stored in bf16 (fp16 without bf16
       support) with fp32 adapters; full and freeze keep fp32 master weights under bf16 autocast, as Trainer's mixed
@@ -126,6 +159,7 @@ def plan_execution(
       On CPU "wrapped" stays: there a padding-free batch is one long masked row, measured ~3x slower per token than
       padded batches (bench/bench_packing.py), while wrapped chunks run at plain causal-attention speed.
     - Liger kernels on CUDA for the architectures that have them, when liger-kernel imports; never on CPU.
+    - Several processes: FSDP (full shard) for full fine-tuning of a causal LM, DDP otherwise (`choose_parallelism`).
     """
     capabilities = capabilities or Capabilities()
     notes: list[str] = []
@@ -169,6 +203,8 @@ def plan_execution(
         activation_checkpointing=activation_checkpointing and method != "head",
         liger=liger,
         fused_lm_head=sft_trainer,
+        processes=num_processes,
+        parallelism=choose_parallelism(task, method, num_processes),
         notes=notes,
     )
 

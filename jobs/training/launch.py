@@ -1,4 +1,4 @@
-"""One run in several processes on one machine: `accelerate launch` starts them (DDP), rank 0 reports back.
+"""One run in several processes on one machine: `accelerate launch` starts them (FSDP or DDP), rank 0 reports back.
 
 The worker calls `run_distributed` for a spec whose `num_processes` is above 1. Each launched process runs `main`:
 the engine's `train` with a `FileReporter`. The two sides share one scratch folder:
@@ -87,15 +87,33 @@ def spec_from_json(text: str) -> TrainingSpec:
     )
 
 
-def launch_config(num_processes: int, device: str) -> dict[str, Any]:
-    """accelerate's config for `num_processes` processes of one run on this machine: DDP, one process per GPU over
-    NCCL on CUDA, over gloo on the CPU.
+# FSDP2 (`fully_shard`): each decoder block is one unit, found by the model's own `_no_split_modules` (the blocks
+# transformers never splits across devices; accelerate adds the embeddings and the final norm + head as units of their
+# own); weights, gradients and optimizer state are divided between the processes and a unit's weights are gathered for
+# its forward and again for its backward (reshard after forward: full shard). Checkpoints hold each process's shard
+# (SHARDED_STATE_DICT: no process gathers the whole model for them, and a resume reads them back in the same
+# processes); the artifact is gathered on rank 0 by the engine. Activation checkpointing stays the engine's
+# (TrainingArguments), which Trainer refuses beside FSDP's own.
+FSDP_CONFIG: dict[str, Any] = {
+    "fsdp_version": 2,
+    "fsdp_reshard_after_forward": True,
+    "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+    "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+    "fsdp_offload_params": False,
+    "fsdp_cpu_ram_efficient_loading": False,
+    "fsdp_activation_checkpointing": False,
+}
+
+
+def launch_config(num_processes: int, device: str, parallelism: str = "ddp") -> dict[str, Any]:
+    """accelerate's config for `num_processes` processes of one run on this machine, one process per GPU over NCCL on
+    CUDA, over gloo on the CPU: DDP, or FSDP for `parallelism` "fsdp" (`execution.choose_parallelism`).
 
     The run's own config, so an operator's `accelerate config` defaults cannot change it. accelerate's MULTI_CPU type
-    needs MPI; its torchrun launcher (MULTI_GPU) starts CPU processes just as well, and those take gloo because the
-    engine's TrainingArguments ask for the CPU. Mixed precision stays "no" here: the engine's arguments decide it.
+    needs MPI; its torchrun launcher (MULTI_GPU, FSDP) starts CPU processes just as well, and those take gloo because
+    the engine's TrainingArguments ask for the CPU. Mixed precision stays "no" here: the engine's arguments decide it.
     """
-    return {
+    config: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "MULTI_GPU",
         "num_processes": num_processes,
@@ -107,6 +125,10 @@ def launch_config(num_processes: int, device: str) -> dict[str, Any]:
         "use_cpu": device != "cuda",
         "debug": False,
     }
+    if parallelism == "fsdp":
+        config["distributed_type"] = "FSDP"
+        config["fsdp_config"] = dict(FSDP_CONFIG)
+    return config
 
 
 def cpu_cores() -> int:
@@ -255,20 +277,22 @@ def run_distributed(spec: TrainingSpec, reporter: Reporter, poll_seconds: float 
 
     Raises SpecError (a process found the spec cannot work, or this machine cannot host the run) or LaunchFailed.
     """
+    from jobs.training.execution import choose_parallelism
     from jobs.training.methods import resolve_device
 
     processes = spec.hyperparameters.num_processes
     device = resolve_device(spec.device)
     check_capacity(processes, device)
+    parallelism = choose_parallelism(spec.task, spec.method, processes)
     with tempfile.TemporaryDirectory(prefix="layercake-launch-") as scratch:
         folder = Path(scratch)
         (folder / SPEC_FILE).write_text(spec_to_json(spec))
-        (folder / CONFIG_FILE).write_text(json.dumps(launch_config(processes, device)))
+        (folder / CONFIG_FILE).write_text(json.dumps(launch_config(processes, device, parallelism)))
         command = [
             sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(folder / CONFIG_FILE),
             "-m", "jobs.training.launch", str(folder),
         ]
-        logger.info("[job %s] launching %d %s processes", spec.job_id or "-", processes, device)
+        logger.info("[job %s] launching %d %s processes (%s)", spec.job_id or "-", processes, device, parallelism.upper())
         relay = EventRelay(folder, reporter, spec)
         process = subprocess.Popen(command, env=_environment(device, processes))
         try:

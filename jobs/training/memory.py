@@ -10,7 +10,9 @@ A measurement model, not a rule of thumb:
   block's activations per token, linear in the widths, so it scales back up by k.
 - What the engine does on the device (`jobs.training.execution.Execution`) decides the rest: weights in fp32, bf16 or
   4-bit, autocast's 16-bit weight copies, activation checkpointing, TRL's fused LM head (chunked: the
-  batch x length x vocab logits are never built), Liger's fused layers.
+  batch x length x vocab logits are never built), Liger's fused layers, and how several processes share the run (the
+  estimate is per process: FSDP's full shard divides weights, gradients and optimizer state between them, DDP adds
+  its gradient buckets).
 
 Constants that no shape explains (allocator slack, the Python process's own growth while training on CPU) were
 fitted on measured runs: tests/training/test_memory_calibration.py keeps them honest on CPU, and bench/bench_gpu.py
@@ -437,6 +439,11 @@ def estimate_memory(
         # reference pass runs the same base with the adapters switched off: no second copy.
         weights += counts.total * _DTYPE_BYTES.get(execution.weight_dtype, 4)
     optimizer_state = counts.trainable * 8  # AdamW: two fp32 moments
+    if execution.parallelism == "fsdp":
+        weights, gradients, optimizer_state = _fsdp_shares(weights, gradients, optimizer_state, counts, shape, execution)
+    elif execution.parallelism == "ddp":
+        # DDP reduces gradients through its own flat buckets: one more fp32 copy of the trainable gradients.
+        gradients += counts.trainable * 4
 
     tokens = hp.batch_size * hp.max_length
     if preference:
@@ -466,7 +473,9 @@ def estimate_memory(
     # Autocast keeps a 16-bit copy of each fp32 weight that a matmul used, until its backward (per block under
     # checkpointing).
     casts = 0
-    if execution.autocast_dtype and execution.weight_dtype == "fp32":
+    # Under FSDP the 16-bit copies are the gathered units themselves (accelerate's mixed-precision policy gathers the
+    # fp32 shards in the autocast dtype), counted with the weights.
+    if execution.autocast_dtype and execution.weight_dtype == "fp32" and execution.parallelism != "fsdp":
         per_block_linear = counts.block_linear / max(layers, 1)
         casts = int(2 * (per_block_linear if execution.activation_checkpointing else counts.block_linear))
     logits = _logits_bytes(shape, task, hp, execution, tokens)
@@ -502,6 +511,27 @@ def estimate_memory(
         activation_checkpointing=execution.activation_checkpointing,
         evaluation=0 if on_cuda else _evaluation_logits_bytes(shape, task, hp),
     )
+
+
+def _fsdp_shares(
+    weights: float, gradients: int, optimizer_state: int, counts: ParameterCounts, shape: ModelShape,
+    execution: Execution,
+) -> tuple[float, int, int]:
+    """A process's weights, gradients and optimizer state under FSDP's full shard: 1/N of each, plus what is whole
+    for a moment.
+
+    Each block is gathered for its forward and again for its backward while the next one's gather is in flight (two
+    blocks' weights, in the compute dtype); what lies outside the blocks (the embeddings, and the tail accelerate
+    carves out: final norm and head, with the embeddings when tied) is counted as gathered throughout, as the tail
+    stays from its forward to its backward; and a block's gradients are whole until they are reduce-scattered. Not
+    yet measured on several GPUs (the GPU machine at hand has one).
+    """
+    processes = max(execution.processes, 1)
+    per_block = counts.block_linear / max(shape.num_layers, 1)
+    outside_blocks = max(counts.total - counts.block_linear, 0)
+    compute_bytes = _DTYPE_BYTES.get(execution.autocast_dtype or execution.weight_dtype, 4)
+    gathered = (outside_blocks + 2 * per_block) * compute_bytes
+    return weights / processes + gathered, int(gradients / processes + per_block * 4), optimizer_state // processes
 
 
 def _evaluation_logits_bytes(shape: ModelShape, task: str, hp: Hyperparameters) -> int:
@@ -553,7 +583,7 @@ def _estimate_planned(
     """The engine's execution for these hyperparameters on `device`, and the estimate that follows from it."""
     execution = plan_execution(
         task, method, shape.model_type, device, packing=hp.packing,
-        activation_checkpointing=hp.activation_checkpointing, capabilities=capabilities,
+        activation_checkpointing=hp.activation_checkpointing, capabilities=capabilities, num_processes=hp.num_processes,
     )
     estimate = estimate_memory(shape, task, method, hp, execution, base_model_dir=base_model_dir, num_labels=num_labels)
     return estimate, execution

@@ -91,11 +91,12 @@ class Hyperparameters:
     activation_checkpointing: bool = knob(
         False, (bool,), "Recompute activations in the backward pass: a third slower, far less memory."
     )
-    # Above 1 the worker starts the run through `accelerate launch` (jobs.training.launch): DDP, each process with a
-    # whole copy of the model and batch_size rows per micro-batch, so a step reads num_processes x batch_size rows.
+    # Above 1 the worker starts the run through `accelerate launch` (jobs.training.launch): FSDP for full fine-tuning
+    # of a causal LM (weights, gradients and optimizer state sharded), else DDP (a whole copy of the model in each
+    # process); each process reads batch_size rows per micro-batch, so a step reads num_processes x batch_size rows.
     num_processes: int = knob(
-        1, (int,), "Processes training the job together on one worker: one per GPU (DDP), or up to a CPU worker's "
-        "cores; each reads batch_size rows per micro-batch.", (1, 64),
+        1, (int,), "Processes training the job together on one worker: one per GPU (FSDP for full fine-tuning, else "
+        "DDP), or up to a CPU worker's cores; each reads batch_size rows per micro-batch.", (1, 64), form="int",
     )
     # Preference tuning only.
     objective: str = knob("dpo", (str,), "Preference tuning: dpo, orpo, kto (also takes unpaired rows) or simpo.")

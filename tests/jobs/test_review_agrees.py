@@ -57,3 +57,9 @@ def test_a_dataset_with_its_own_split_says_eval_fraction_does_not_apply(client_a
     files = local_normalized_files(sft_data)
     assert shown(page, "validation-rows") == pq.read_metadata(files["validation"]).num_rows
     assert shown(page, "train-rows") == pq.read_metadata(files["train"]).num_rows
+
+
+def test_the_review_says_how_several_processes_share_the_run(client_alice, tiny_lm, sft_data):
+    assert "DDP, 2 processes" in review(client_alice, tiny_lm, sft_data, num_processes="2")
+    assert "FSDP, full shard, 2 processes" in review(client_alice, tiny_lm, sft_data, method="full", num_processes="2")
+    assert "processes" not in review(client_alice, tiny_lm, sft_data).split('class="muted execution"')[1].split("</p>")[0]

@@ -1,5 +1,6 @@
 """One run in several processes (`accelerate launch`, DDP over gloo on the CPU) trains as one process does with the
-same global batch; its main process alone reports and writes the artifact."""
+same global batch; its main process alone reports and writes the artifact. (Full fine-tuning is sharded instead:
+tests/training/test_fsdp.py.)"""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import Any
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
-from jobs.training import SpecError
+from jobs.training import SpecError, resolve_hyperparameters
 from jobs.training.engine import train
+from jobs.training.execution import plan_execution
 from jobs.training.launch import (
     EventRelay,
     FileReporter,
@@ -20,8 +22,10 @@ from jobs.training.launch import (
     spec_from_json,
     spec_to_json,
 )
+from jobs.training.memory import MemoryEstimate, ModelShape, estimate_memory
 from jobs.training.spec import RunWork
 from tests.training.conftest import instruction_rows, make_spec
+from tests.training.test_memory_estimate import H100, SMOLLM2
 
 
 class Recorder:
@@ -76,6 +80,7 @@ def test_two_processes_follow_one_process_at_equal_global_batch_and_rank_zero_al
     assert two.metrics["tuned"]["main"]["loss"] == pytest.approx(one.metrics["tuned"]["main"]["loss"], rel=1e-2)
 
     assert two.artifact_dir is not None and (two.artifact_dir / "adapter_config.json").exists()
+    assert logs.count("DDP, 2 processes") == 2  # each process says how it runs (LoRA: DDP)
     assert logs.count("Base metrics") == 2  # both processes ran the run...
     assert logs.count("Artifact written to") == 1  # ...and one wrote the artifact
     # Rank 0's checkpoints reach the worker's hook (the S3 upload), with every process's RNG state in them.
@@ -103,6 +108,20 @@ def test_the_launch_config_is_ddp_on_every_gpu_and_gloo_on_the_cpu(tmp_path: Pat
         config = load_config_from_file(str(path))  # as `accelerate launch --config_file` reads it
         assert (config.distributed_type.value, config.num_processes, config.use_cpu) == ("MULTI_GPU", 4, on_cpu)
         assert config.main_process_port == 0  # a free port: two runs on one worker must not meet
+
+
+def estimate_per_process(shape: ModelShape, method: str, processes: int) -> MemoryEstimate:
+    """The memory estimate of one process of a `processes`-process run on H100s (a micro-batch of 8 tokens)."""
+    hp = resolve_hyperparameters("text", method, 1, {"batch_size": 1, "max_length": 8})
+    execution = plan_execution("text", method, "llama", "cuda", capabilities=H100, num_processes=processes)
+    return estimate_memory(shape, "text", method, hp, execution)
+
+
+def test_ddp_holds_one_more_copy_of_the_trainable_gradients_in_its_buckets() -> None:
+    one, two = estimate_per_process(SMOLLM2, "lora", 1), estimate_per_process(SMOLLM2, "lora", 2)
+    assert two.gradients == 2 * one.gradients == 2 * 4 * one.trainable_parameters
+    # Everything else is whole in each process, as it is alone.
+    assert (two.weights, two.optimizer_state, two.activations) == (one.weights, one.optimizer_state, one.activations)
 
 
 def test_the_worker_hears_rank_zero_events_in_order_and_a_half_written_line_waits(tmp_path: Path) -> None:
