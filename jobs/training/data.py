@@ -221,6 +221,17 @@ def tokenize_classification(dataset: Dataset, tokenizer: Any, label2id: dict[str
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
 
 
+def tokenize_regression(dataset: Dataset, tokenizer: Any, max_length: int) -> Dataset:
+    """Texts with their scores as float labels, as they were uploaded: the head learns the scores' own scale (MSE)."""
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        encoded["labels"] = [float(score) for score in batch["score"]]
+        return encoded
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+
+
 def tokenize_token_classification(
     dataset: Dataset, tokenizer: Any, label2id: dict[str, int], max_length: int
 ) -> Dataset:

@@ -440,6 +440,12 @@ class _Run:
                     return data_module.tokenize_classification(dataset, tokenizer, label2id, hp.max_length)
 
                 collator = DataCollatorWithPadding(tokenizer)
+            elif task == "regression":
+
+                def encode(dataset: Dataset) -> Dataset:
+                    return data_module.tokenize_regression(dataset, tokenizer, hp.max_length)
+
+                collator = DataCollatorWithPadding(tokenizer)
             else:
 
                 def encode(dataset: Dataset) -> Dataset:
@@ -484,6 +490,8 @@ class _Run:
             elif task == "classification":
                 train_labels = self.train_sets[index]["labels"]
                 values = task_metrics.classification_metrics(trainer, self.validation_sets[index], train_labels)
+            elif task == "regression":
+                values = task_metrics.regression_metrics(trainer, self.validation_sets[index])
             elif task == "token_classification":
                 id2label = dict(enumerate(self.labels or []))
                 values = task_metrics.token_classification_metrics(trainer, self.validation_sets[index], id2label)
@@ -506,7 +514,8 @@ def _eval_samples(splits: list[data_module.SplitDataset], hp: Hyperparameters) -
 
 
 def _labels(task: str, splits: list[data_module.SplitDataset]) -> list[str] | None:
-    if not registry.task(task).classifier:
+    """The label vocabulary of a classifier's data; None where the task fixes its head (regression) or has none."""
+    if not registry.task(task).classifier or registry.task(task).head_config:
         return None
     nested = task == "token_classification"
     return data_module.label_names(splits, "tags" if nested else "label", nested)
@@ -597,9 +606,8 @@ def plan_run(
     else:
         # Encoder and seq2seq tokenizing truncates and never drops a row: one sequence per row.
         examples = len(mixture)
-    counts = parameter_counts(
-        ModelShape.from_dir(base_model_dir), task, method, hp, len(labels) if labels else 2, base_model_dir
-    )
+    head_size = registry.task(task).head_config.get("num_labels") or (len(labels) if labels else 2)
+    counts = parameter_counts(ModelShape.from_dir(base_model_dir), task, method, hp, head_size, base_model_dir)
     return RunPlan(
         datasets=[
             DatasetPlan(split.name, len(split.train), len(split.validation), len(sample), split.validation_source)

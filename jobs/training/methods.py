@@ -136,11 +136,12 @@ def load_model(
     labels: list[str] | None = None,
 ) -> PreTrainedModel:
     """The base model with the task's head (new and randomly initialised for classifiers), stored as `execution` says."""
-    kwargs: dict[str, Any] = {"use_safetensors": True}
+    kwargs: dict[str, Any] = {"use_safetensors": True, **registry.task(task).head_config}
     if labels is not None:
         kwargs["num_labels"] = len(labels)
         kwargs["id2label"] = dict(enumerate(labels))
         kwargs["label2id"] = {label: index for index, label in enumerate(labels)}
+    if registry.task(task).classifier:
         # Decoder classifiers pick the last non-pad token, so they must know the pad id.
         kwargs["pad_token_id"] = tokenizer.pad_token_id
     kwargs.update(storage_kwargs(execution))

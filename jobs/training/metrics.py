@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from datasets import Dataset
 from rouge_score import rouge_scorer
+from scipy.stats import spearmanr
 from seqeval.metrics import f1_score as seqeval_f1
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
 from transformers import Trainer
 
 # Generation is the slow part of seq2seq evaluation; ROUGE on this many validation rows is a stable enough figure.
@@ -37,6 +38,30 @@ def classification_metrics(trainer: Trainer, dataset: Dataset, train_labels: lis
         "macro_f1": round(float(f1_score(references, predictions, average="macro", zero_division=0)), 6),
         "majority_baseline_accuracy": round(float(np.mean(references == majority)), 6),
     }
+
+
+def regression_metrics(trainer: Trainer, dataset: Dataset) -> dict[str, float]:
+    """The MSE loss the head trains on, and the errors, fit and rank correlation of its predicted scores."""
+    output = trainer.predict(dataset)
+    predictions = np.asarray(output.predictions, dtype=np.float64).reshape(-1)
+    references = np.asarray(output.label_ids, dtype=np.float64).reshape(-1)
+    return {"loss": round(float(output.metrics["test_loss"]), 6), **prediction_metrics(predictions, references)}
+
+
+def prediction_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """mse, mae, rmse; r2 (1 - squared error / the scores' variance: 0 is no better than their mean); spearman (the
+    rank correlation: does the model order the texts right, whatever its scale). Spearman is left out when either
+    side is constant: it is undefined there, and NaN would not survive the JSON the metrics are stored in."""
+    mse = float(mean_squared_error(references, predictions))
+    metrics = {
+        "mse": round(mse, 6),
+        "mae": round(float(mean_absolute_error(references, predictions)), 6),
+        "rmse": round(math.sqrt(mse), 6),
+        "r2": round(float(r2_score(references, predictions)), 6),
+    }
+    if np.ptp(predictions) > 0 and np.ptp(references) > 0:
+        metrics["spearman"] = round(float(spearmanr(predictions, references).statistic), 6)
+    return metrics
 
 
 def token_classification_metrics(trainer: Trainer, dataset: Dataset, id2label: dict[int, str]) -> dict[str, float]:

@@ -97,7 +97,10 @@ SHAPE_TABLE: dict[str, Shape] = {
         Shape("instruction", "sft", ("instruction", "output"), ("input",)),
         Shape("token_classification", "token_classification", ("tokens", "tags")),
         Shape("seq2seq", "seq2seq", ("source", "target")),
+        # A `score` beside a `label` is most often the label's confidence: classification first (declaring the
+        # regression task picks regression). `score`, not seq2seq's `target`, so text + target stays unambiguous.
         Shape("classification", "classification", ("text", "label")),
+        Shape("regression", "regression", ("text", "score")),
         Shape("text", "text", ("text",)),
     )
 }
@@ -119,8 +122,11 @@ class Task:
     # head), "classifier" (Trainer over a new head), "seq2seq" (Seq2SeqTrainer), "preference" (TRL's DPO, ORPO or
     # KTO trainer, by the `objective` hyperparameter).
     trainer: str
-    # A head over labels found in the data (a classifier), or text out (generative).
+    # A task head over the model's output (classes, tags or a score), or text out (generative).
     classifier: bool = False
+    # transformers' `problem_type` when the task fixes the head: "regression" is one output trained with MSE on float
+    # labels. None: a classifier gets one output per label found in the data.
+    problem_type: str | None = None
 
     @property
     def shapes(self) -> tuple[str, ...]:
@@ -133,6 +139,11 @@ class Task:
     @property
     def causal(self) -> bool:
         return self.architecture == "causal_lm"
+
+    @property
+    def head_config(self) -> dict[str, Any]:
+        """Model config fields the task's head needs whatever the data holds (a regression head: one output)."""
+        return {"num_labels": 1, "problem_type": self.problem_type} if self.problem_type == "regression" else {}
 
 
 _LM_METHODS = ("full", "freeze", "lora", "qlora", "prompt_tuning")
@@ -156,6 +167,11 @@ TASK_TABLE: dict[str, Task] = {
         Task(
             "classification", "Text classification", "encoder", "AutoModelForSequenceClassification", "SEQ_CLS",
             "text-classification", "encoder", _CLASSIFIER_METHODS, "classifier", classifier=True,
+        ),
+        Task(
+            "regression", "Text regression (a score per text)", "encoder", "AutoModelForSequenceClassification",
+            "SEQ_CLS", "text-classification", "encoder", _CLASSIFIER_METHODS, "classifier", classifier=True,
+            problem_type="regression",
         ),
         Task(
             "token_classification", "Token classification (tagging)", "encoder", "AutoModelForTokenClassification",
@@ -198,17 +214,28 @@ def tasks_for_architecture(architecture: str) -> list[str]:
     return [name for name, entry in TASK_TABLE.items() if entry.architecture == architecture]
 
 
-def task_of_peft_type(peft_task_type: str | None) -> str:
-    """The task an adapter serves, from its peft task type (the first task of that type: causal LMs read as sft)."""
+def _task_of_head(candidates: list[str], problem_type: str | None) -> str | None:
+    """Of the tasks that share a head, the one whose problem_type the model's config names (regression), else the
+    first that fixes none (transformers writes "single_label_classification" into a classifier's config once trained)."""
+    named = (name for name in candidates if problem_type and TASK_TABLE[name].problem_type == problem_type)
+    unnamed = (name for name in candidates if TASK_TABLE[name].problem_type is None)
+    return next(named, None) or next(unnamed, None)
+
+
+def task_of_peft_type(peft_task_type: str | None, problem_type: str | None = None) -> str:
+    """The task an adapter serves, from its peft task type (the first task of that type: causal LMs read as sft) and
+    the problem_type of the config.json that classifier adapters save (SEQ_CLS: classification or regression)."""
     wanted = peft_task_type or "CAUSAL_LM"
-    return next((name for name, entry in TASK_TABLE.items() if entry.peft_task_type == wanted), "sft")
+    candidates = [name for name, entry in TASK_TABLE.items() if entry.peft_task_type == wanted]
+    return _task_of_head(candidates, problem_type) or "sft"
 
 
-def task_of_architectures(architectures: list[str], is_encoder_decoder: bool) -> str:
-    """What a full model's config says it does, from its architecture's head."""
+def task_of_architectures(architectures: list[str], is_encoder_decoder: bool, problem_type: str | None = None) -> str:
+    """What a full model's config says it does, from its architecture's head (and its problem_type)."""
     joined = " ".join(architectures)
     if "ForSequenceClassification" in joined:
-        return "classification"
+        candidates = [name for name, entry in TASK_TABLE.items() if entry.model_class == "AutoModelForSequenceClassification"]
+        return _task_of_head(candidates, problem_type) or "classification"
     if "ForTokenClassification" in joined:
         return "token_classification"
     if is_encoder_decoder or "ConditionalGeneration" in joined:

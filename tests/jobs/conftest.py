@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from jobs.models import Job
 from webapp.catalog import importing
 from webapp.catalog.models import CatalogModel
 from webapp.datasets import services as datasets
@@ -38,6 +39,18 @@ def ready_dataset(owner: Any, rows: list[dict[str, Any]], name: str, validation_
     dataset = datasets.check_dataset(dataset)
     assert dataset.status == "ready", dataset.api_errors()
     return dataset
+
+
+def run_here(plan: Any) -> Job:
+    """Create the planned job and run it in the test process, as a training worker would; it must succeed."""
+    from jobs import runner, services
+
+    job = services.create_job(plan, send=False)
+    assert job.start("worker-test")
+    runner.execute(job)
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    return job
 
 
 @pytest.fixture

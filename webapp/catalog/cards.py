@@ -18,6 +18,8 @@ TRY_IT = {
                 "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=32)[0], skip_special_tokens=True))"],
     "classification": ['scores = model(**tokenizer("I really enjoyed it", return_tensors="pt")).logits.softmax(-1)[0]',
                        "print({model.config.id2label[i]: round(p, 3) for i, p in enumerate(scores.tolist())})"],
+    "regression": ['score = model(**tokenizer("I really enjoyed it", return_tensors="pt")).logits[0, 0].item()',
+                   "print(round(score, 3))"],
     "token_classification": ['tags = model(**tokenizer("John lives in Paris", return_tensors="pt")).logits.argmax(-1)[0]',
                              "print([model.config.id2label[i] for i in tags.tolist()])"],
     "feature_extraction": ['print(model(**tokenizer("Hello", return_tensors="pt")).last_hidden_state.shape)'],

@@ -83,10 +83,10 @@ def stored_text(model: CatalogModel, name: str) -> str | None:
 def loading_facts(model: CatalogModel) -> cards.Loading:
     names = {entry["name"] for entry in model.files}
     adapter_config = stored_text(model, "adapter_config.json") if model.kind == Kind.ADAPTER else None
+    config = stored_text(model, "config.json")
     if adapter_config is not None:
-        task = loading.task_of_adapter_config(json.loads(adapter_config))
+        task = loading.task_of_adapter_config(json.loads(adapter_config), json.loads(config) if config else None)
     else:
-        config = stored_text(model, "config.json")
         task = loading.task_of_config(json.loads(config)) if config else (model.tasks or ["feature_extraction"])[0]
     return cards.Loading(
         task=task,

@@ -21,17 +21,29 @@ def read_adapter_config(folder: Path) -> dict[str, Any]:
 def task_of_folder(folder: Path) -> str:
     """What a folder's model does: from peft's task type for adapters, else from the architecture's head."""
     if is_adapter_folder(folder):
-        return task_of_adapter_config(read_adapter_config(folder))
+        return task_of_adapter_config(read_adapter_config(folder), _head_config(folder / "config.json"))
     return task_of_config(json.loads((folder / "config.json").read_text()))
 
 
-def task_of_adapter_config(adapter_config: dict[str, Any]) -> str:
-    return registry.task_of_peft_type(adapter_config.get("task_type"))
+def _head_config(path: Path) -> dict[str, Any] | None:
+    """The config.json a classifier adapter saves beside its weights, if it is there and an object; else None."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def task_of_adapter_config(adapter_config: dict[str, Any], head_config: dict[str, Any] | None = None) -> str:
+    """From peft's task type; the config.json a classifier adapter saves tells regression from classification."""
+    return registry.task_of_peft_type(adapter_config.get("task_type"), (head_config or {}).get("problem_type"))
 
 
 def task_of_config(config: dict[str, Any]) -> str:
-    """What a model's config.json says it does, from the architecture's head."""
-    return registry.task_of_architectures(config.get("architectures") or [], bool(config.get("is_encoder_decoder")))
+    """What a model's config.json says it does, from the architecture's head (and its problem_type)."""
+    return registry.task_of_architectures(
+        config.get("architectures") or [], bool(config.get("is_encoder_decoder")), config.get("problem_type")
+    )
 
 
 def load_tokenizer(folder: Path, fallback: Path | None = None) -> Any:

@@ -7,6 +7,7 @@ the text a model sees; the training engine and the profile share them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from jobs.training import registry
 from webapp.datasets import preference
 from webapp.datasets.shapes import Shape, ShapeMismatch
 from webapp.lib.errors import RowError
@@ -25,6 +27,7 @@ CANONICAL_SCHEMAS: dict[str, pa.Schema] = {
     "chat": pa.schema([("messages", pa.list_(MESSAGE_TYPE))]),
     "text": pa.schema([("text", pa.string())]),
     "classification": pa.schema([("text", pa.string()), ("label", pa.string())]),
+    "regression": pa.schema([("text", pa.string()), ("score", pa.float64())]),
     "token_classification": pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string()))]),
     "seq2seq": pa.schema([("source", pa.string()), ("target", pa.string())]),
     **preference.SCHEMAS,
@@ -33,6 +36,8 @@ CANONICAL_SCHEMAS: dict[str, pa.Schema] = {
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
 # Tool calling cannot be trained yet: these turns are refused, never dropped or renamed.
 TOOL_ROLES = ("function_call", "observation", "tool_call", "function")
+# A number written as text, as Arrow's cast parses it (RE2 syntax): 3, -2.5, .5, 1e3, inf, NaN.
+NUMBER_TEXT = r"(?i)^[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|inf|infinity|nan)$"
 
 
 def _is_scalar_text(kind: pa.DataType) -> bool:
@@ -66,6 +71,25 @@ def _as_text(array: pa.Array, name: str, source: str) -> pa.Array:
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     return array.cast(pa.string())
+
+
+def _as_number(array: pa.Array, name: str, source: str) -> pa.Array:
+    """Numbers as float64, text parsed as one. What is no number (a word, true or false) becomes NaN and a blank or
+    null stays null, for the row checks to name; lists and objects are refused for a number column."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    kind = array.type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_null(kind):
+        return array.cast(pa.float64(), safe=False)  # a huge integer rounds to the nearest double
+    if pa.types.is_boolean(kind):
+        return pc.if_else(pc.is_null(array), pa.scalar(None, pa.float64()), math.nan)
+    if not _is_scalar_text(kind):
+        raise ShapeMismatch(f"Column `{source}` (used as `{name}`) must hold numbers, but it holds {_describe(kind)}.")
+    text = pc.utf8_trim_whitespace(array.cast(pa.string()))
+    parses = pc.match_substring_regex(text, NUMBER_TEXT)
+    numbers = pc.if_else(parses, text, pa.scalar(None, pa.string())).cast(pa.float64())
+    unreadable = pc.fill_null(pc.and_(pc.invert(parses), pc.not_equal(text, "")), False)
+    return pc.if_else(unreadable, math.nan, numbers)
 
 
 def _list_of_text(array: pa.Array, name: str, source: str) -> pa.Array:
@@ -201,6 +225,8 @@ def canonicalize(batch: pa.RecordBatch, shape: Shape, first_row: int = 1) -> pa.
             columns.append(_messages(array, source, first_row, system))
         elif pa.types.is_list(field.type):
             columns.append(_list_of_text(array, field.name, source))
+        elif pa.types.is_floating(field.type):
+            columns.append(_as_number(array, field.name, source))
         else:
             text = _as_text(array, field.name, source)
             if field.name == "input":
@@ -246,7 +272,7 @@ def training_text(shape: str, row: dict[str, Any]) -> str:
     if shape in ("chat", "instruction", *preference.SHAPES):
         messages = row_messages(shape, row) or []
         return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
-    if shape in ("text", "classification"):
+    if "text" in registry.SHAPE_TABLE[shape].required:
         return row["text"] or ""
     if shape == "token_classification":
         return " ".join(row["tokens"] or [])

@@ -3,6 +3,7 @@ lengths, split leakage; token lengths and chat-template previews come from a sam
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
@@ -158,6 +159,41 @@ def _stats(values: np.ndarray) -> dict[str, Any]:
     }
 
 
+class ScoreSpread:
+    """Count, mean, spread and range of a regression dataset's scores, merged batch by batch (Chan et al.'s parallel
+    variance: no second pass, and no loss of precision on large scores such as prices). Only finite scores count:
+    the others are row errors."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self.squares = 0.0  # sum of squared differences from the mean
+        self.low = math.inf
+        self.high = -math.inf
+
+    def add(self, scores: pa.Array) -> None:
+        values = scores.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls read as NaN
+        values = values[np.isfinite(values)]
+        if not len(values):
+            return
+        count, mean = len(values), float(values.mean())
+        total, delta = self.count + count, mean - self.mean
+        self.squares += float(((values - mean) ** 2).sum()) + delta**2 * self.count * count / total
+        self.mean += delta * count / total
+        self.count = total
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+
+    def result(self, warnings: list[str]) -> dict[str, float] | None:
+        if not self.count:
+            return None
+        if self.low == self.high:
+            warnings.append(
+                f"Every score is {self.low:g}: with nothing to tell the rows apart, a model can only learn that one value."
+            )
+        std = math.sqrt(self.squares / self.count)
+        return {"min": self.low, "max": self.high, "mean": round(self.mean, 6), "std": round(std, 6)}
+
+
 class ProfileBuilder:
     """Feed canonical batches with `add`; `result()` gives the profile as JSON-ready data."""
 
@@ -169,6 +205,7 @@ class ProfileBuilder:
         self.source_nulls: Counter[str] = Counter()
         self.labels: Counter[str] = Counter()
         self.tags: Counter[str] = Counter()
+        self.scores = ScoreSpread()
         self.exact: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
         self.near: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
         self.char_lengths: list[np.ndarray] = []
@@ -209,6 +246,8 @@ class ProfileBuilder:
             labels = labels.filter(pc.fill_null(pc.invert(pc.or_kleene(pc.equal(pc.binary_length(labels), 0), pc.utf8_is_space(labels))), False))
             for item in pc.value_counts(labels).to_pylist():
                 self.labels[str(item["values"])] += int(item["counts"])
+        if self.shape == "regression":
+            self.scores.add(batch.column("score"))
         if self.shape == "token_classification":
             for item in pc.value_counts(pc.list_flatten(batch.column("tags"))).to_pylist():
                 self.tags[str(item["values"])] += int(item["counts"])
@@ -302,6 +341,8 @@ class ProfileBuilder:
         }
         if self.shape == "classification":
             profile["labels"] = self._label_profile(profile["warnings"])
+        if self.shape == "regression":
+            profile["scores"] = self.scores.result(profile["warnings"])
         if self.shape == "token_classification":
             profile["tags"] = {tag: int(count) for tag, count in self.tags.most_common(TOP_LABELS)}
         if self.shape == "preference":
@@ -420,9 +461,11 @@ PREVIEW_CHARS = 4000
 
 
 def _clip(value: Any) -> Any:
-    """Previews are stored with the dataset: long fields are cut (the page says so with an ellipsis)."""
+    """Previews are stored with the dataset as JSON: long fields are cut (the page says so with an ellipsis)."""
     if isinstance(value, str):
         return value if len(value) <= PREVIEW_CHARS else value[:PREVIEW_CHARS] + "…"
+    if isinstance(value, float) and not math.isfinite(value):  # a bad score: JSON holds no NaN or infinity
+        return str(value)
     if isinstance(value, list):
         return [_clip(item) for item in value[:50]]
     if isinstance(value, dict):

@@ -16,6 +16,7 @@ TEXT_FIELDS = {
     "instruction": ("instruction", "output"),
     "text": ("text",),
     "classification": ("text", "label"),
+    "regression": ("text",),
     "seq2seq": ("source", "target"),
 }
 
@@ -79,6 +80,13 @@ def _check_text(array: pa.Array, field: str, first_row: int, log: ErrorLog, requ
         sizes = lengths.to_numpy(zero_copy_only=False)
         messages = [f"`{field}` is {_size(int(sizes[i]))}; the limit is {_size(MAX_FIELD_BYTES)} per field" for i in too_big]
         log.add_rows(too_big + first_row, field, messages)
+
+
+def _check_numbers(array: pa.Array, field: str, first_row: int, log: ErrorLog) -> None:
+    """A float column as `normalizing` made it: null where the value was missing, NaN where it was no number."""
+    log.add_rows(_bad(pc.is_null(array)) + first_row, field, f"`{field}` is missing")
+    log.add_rows(_bad(pc.is_nan(array)) + first_row, field, f"`{field}` is not a number")
+    log.add_rows(_bad(pc.is_inf(array)) + first_row, field, f"`{field}` is infinite")
 
 
 def _list_layout(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,6 +188,8 @@ def check_batch(batch: pa.RecordBatch, shape: str, first_row: int, log: ErrorLog
             _check_text(batch.column(field), field, first_row, log)
         if shape == "instruction":
             _check_text(batch.column("input"), "input", first_row, log, required=False)
+        if shape == "regression":
+            _check_numbers(batch.column("score"), "score", first_row, log)
     log.end_batch()
 
 

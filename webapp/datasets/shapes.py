@@ -106,10 +106,10 @@ def _no_shape(columns: list[str], resolved: dict[str, str]) -> str:
         message = _missing_message(shape, resolved)
         if message:
             return message[0].upper() + message[1:] + " (or map your columns onto them)."
+    *others, last = [" + ".join(f"`{name}`" for name in required_columns(shape)) for shape in DETECTION_ORDER]
     return (
-        f"No known dataset shape in columns {_listing(columns)}: expected `messages`; `instruction` + `output`; "
-        "`prompt` + `chosen` + `rejected`; "
-        "`text`; `text` + `label`; `tokens` + `tags`; or `source` + `target` (map your columns onto them)."
+        f"No known dataset shape in columns {_listing(columns)}: expected {'; '.join(others)}; or {last} "
+        "(map your columns onto them)."
     )
 
 

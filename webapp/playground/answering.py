@@ -1,4 +1,4 @@
-"""One answer per task (plain Python): streamed generations, labels with scores, tagged tokens."""
+"""One answer per task (plain Python): streamed generations, labels with scores, a predicted score, tagged tokens."""
 
 from __future__ import annotations
 
@@ -70,11 +70,14 @@ class GenerationSettings:
 
 
 def answer(served: Served, text: str, on_update: OnUpdate, settings: GenerationSettings | None = None) -> dict[str, Any]:
-    """The answer's fields for the page: `text` for generations, `labels` for classifiers, `tokens` for taggers."""
+    """The answer's fields for the page: `text` for generations, `labels` for classifiers, `score` for regression,
+    `tokens` for taggers."""
     if served.task in registry.GENERATIVE_TASKS:
         return generate(served, text, on_update, settings or GenerationSettings())
     if served.task == "classification":
         return classify(served, text)
+    if served.task == "regression":
+        return predict_score(served, text)
     if served.task == "token_classification":
         return tag(served, text)
     raise ValueError("This model has no task head to answer with: compare it through a tuned classifier.")
@@ -161,6 +164,16 @@ def classify(served: Served, text: str) -> dict[str, Any]:
     id2label = served.model.config.id2label or {}
     labels = [{"label": str(id2label.get(i, i)), "score": round(score, 4)} for i, score in enumerate(scores)]
     return {"labels": sorted(labels, key=lambda item: -item["score"])}
+
+
+def predict_score(served: Served, text: str) -> dict[str, Any]:
+    """The regression head's one output, in the scale of the scores it was trained on."""
+    import torch
+
+    inputs = served.tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_INPUT_TOKENS)
+    with torch.no_grad():
+        score = float(served.model(**inputs).logits[0, 0])
+    return {"score": round(score, 4)}
 
 
 def tag(served: Served, text: str) -> dict[str, Any]:
