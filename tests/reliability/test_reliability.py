@@ -87,9 +87,12 @@ def test_fifty_clients_for_a_minute_get_no_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not services_up(), reason="needs Redis and PostgreSQL answering (CI starts them)")
+@pytest.mark.timeout(3600)  # 100 jobs at 6-11 s each on two cores (a fresh training process each)
 def test_a_redis_restart_with_100_queued_jobs_loses_none_and_leaves_none_stuck(tmp_path: Path) -> None:
-    figures = scenario("redis-restart", tmp_path / "redis.json", "--redis-jobs", "100", "--redis-deadline", "1200")
-    assert figures["messages_in_redis_before_restart"] == 100
+    figures = scenario("redis-restart", tmp_path / "redis.json", "--redis-jobs", "100", "--redis-deadline", "2400",
+                       timeout=3000)
+    # check_jobs may already have sent some of the waiting jobs again (LAYERCAKE_RESEND_AFTER_SECONDS, 15 s here).
+    assert figures["messages_in_redis_before_restart"] >= 100
     assert figures["messages_in_redis_after_restart"] == 0, "the restart is meant to lose the queued messages"
     assert figures["final_statuses"] == {"succeeded": 100}, figures
     assert figures["lost"] == figures["stuck"] == figures["failed"] == 0
