@@ -83,9 +83,9 @@ TARGET_POINTS = 10.0
 class Scores:
     """How a model ranks the held-out pairs: the share of pairs where it prefers the chosen answer, and by how much.
 
-    As trained: each sequence cut to max_length, as the trainer cuts it; a pair whose prompt fills max_length keeps
-    no answer token, scores a margin of 0 and counts as not preferred (as in the engine's metric). Full length: the
-    whole answers, uncut.
+    As trained: each sequence cut to max_length, as the trainer cuts it, over the pairs that keep an answer token
+    within it (`pairs_scored`, as the engine's metric: a pair whose prompt fills max_length is neither trained nor
+    scored). Full length: the whole answers, uncut, over every pair.
     """
 
     reward_accuracy: float
@@ -93,6 +93,7 @@ class Scores:
     full_reward_accuracy: float
     full_reward_margin: float
     pairs: int
+    pairs_scored: int  # pairs with an answer token within max_length: what "as trained" reads
     answers_cut: int  # answers (chosen or rejected) that max_length cuts short
     pairs_without_answer: int  # pairs whose prompt alone fills max_length: TRL drops them from training
 
@@ -241,16 +242,19 @@ def score_pairs(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], max_len
         (chosen, full_chosen), (rejected, full_rejected) = (
             answer_log_probs(model, ids, start, max_length) for ids, start in sides
         )
-        margins.append(chosen - rejected)
         full_margins.append(full_chosen - full_rejected)
         cut += sum(len(ids) > max_length for ids, _ in sides)
-        without_answer += int(min(start for _, start in sides) >= max_length)
+        if min(start for _, start in sides) >= max_length:
+            without_answer += 1
+        else:
+            margins.append(chosen - rejected)
     return Scores(
-        reward_accuracy=round(sum(margin > 0 for margin in margins) / len(margins), 6),
-        reward_margin=round(sum(margins) / len(margins), 6),
+        reward_accuracy=round(sum(margin > 0 for margin in margins) / max(len(margins), 1), 6),
+        reward_margin=round(sum(margins) / max(len(margins), 1), 6),
         full_reward_accuracy=round(sum(margin > 0 for margin in full_margins) / len(full_margins), 6),
         full_reward_margin=round(sum(full_margins) / len(full_margins), 6),
-        pairs=len(margins),
+        pairs=len(full_margins),
+        pairs_scored=len(margins),
         answers_cut=cut,
         pairs_without_answer=without_answer,
     )

@@ -276,7 +276,7 @@ def plan_job(
     if not candidates:
         warnings.append(f"No {queue} worker is online right now: the job will wait in the queue until one starts.")
     resolved = fit.hyperparameters.to_dict()
-    run = plan_run_for(base_model, datasets, method, task, fit.hyperparameters, fit.execution)
+    run = plan_run_for(base_model, datasets, method, task, fit.hyperparameters, fit.execution, warnings)
     own_splits = [entry.name for entry in run.datasets if entry.validation_source == "dataset"]
     if "eval_fraction" in hyperparameters and own_splits:
         warnings.append(
@@ -309,16 +309,23 @@ def hosts(workers: list[Worker], hardware: str, queue: str, device: str, process
 
 
 def plan_run_for(
-    base_model: CatalogModel, datasets: list[Dataset], method: str, task: str, hp: Hyperparameters, execution: Execution
+    base_model: CatalogModel,
+    datasets: list[Dataset],
+    method: str,
+    task: str,
+    hp: Hyperparameters,
+    execution: Execution,
+    warnings: list[str] | None = None,
 ) -> RunPlan:
     """The engine's count of the run's rows, sequences, steps and parameters (`jobs.training.engine.plan_run`),
-    over the datasets in the order the worker reads them."""
+    over the datasets in the order the worker reads them; its warnings (rows max_length leaves out) go to
+    `warnings` when given."""
     from jobs.runner import dataset_files
     from jobs.training.engine import plan_run
 
     ordered = sorted(datasets, key=lambda dataset: dataset.created_at)
     try:
-        return plan_run(base_model.local_dir(), task, method, dataset_files(ordered), hp, execution)
+        return plan_run(base_model.local_dir(), task, method, dataset_files(ordered), hp, execution, notes=warnings)
     except SpecError as error:
         raise LayercakeError(
             error.messages[0], [RowError(None, "dataset", message) for message in error.messages]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from datasets import Dataset, concatenate_datasets
+from trl.data_utils import common_prefix_length
 
 from jobs.training import registry
 from jobs.training.spec import DatasetFiles, Hyperparameters, SpecError
@@ -196,6 +197,81 @@ def preference_rows(dataset: Dataset, objective: str) -> Dataset:
     return dataset.map(
         lambda row: {"prompt": prompt_of(row), "chosen": turn(row["chosen"]), "rejected": turn(row["rejected"])},
         remove_columns=dataset.column_names,
+    )
+
+
+# The objectives TRL trains with its experimental ORPO and CPO trainers, which tokenize the prompt on their own: they
+# put the BOS token in front of it, and keep a pair whose prompt fills max_length with an empty answer.
+_BOS_PREPENDING_OBJECTIVES = ("orpo", "simpo")
+_TOKENIZED = {"tokenize": True, "return_dict": True}
+
+
+def _rendered_prompt(tokenizer: Any, prompt: list[dict[str, str]]) -> list[int]:
+    """The prompt's tokens, rendered by the chat template with the generation prompt."""
+    return list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, **_TOKENIZED)["input_ids"])
+
+
+def tokenized_answers(tokenizer: Any, prompt: list[dict[str, str]], answers: list[str]) -> tuple[list[list[int]], int]:
+    """prompt + each answer as TRL's DPO and KTO trainers tokenize them, and the index of the answers' first token.
+
+    As there, the answers start where the prompt rendered alone (with the generation prompt) and each whole
+    conversation stop agreeing (`trl.data_utils.common_prefix_length`), the earliest over the answers: a pair's
+    chosen and rejected answer start at the same index.
+    """
+    head = _rendered_prompt(tokenizer, prompt)
+    sequences = [
+        list(tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], **_TOKENIZED)["input_ids"])
+        for answer in answers
+    ]
+    return sequences, min(common_prefix_length(head, ids) for ids in sequences)
+
+
+def answerable_rows(rows: Dataset, tokenizer: Any, objective: str, max_length: int) -> tuple[Dataset, list[int]]:
+    """Of `rows` (in the form `preference_rows` gives them), those that keep at least one answer token within
+    max_length in the sequences the objective's TRL trainer builds; and the prompt lengths of the others.
+
+    TRL 1.16's DPO and KTO trainers drop the others when they prepare a dataset (their collators cut sequences to
+    max_length from the end, which would leave no answer token); its ORPO and CPO trainers keep them with an empty
+    answer, whose mean log-probability is 0/0: one such pair in a batch turns the loss NaN. The engine hands TRL only
+    these rows, for every objective, and the plan counts them with this same function.
+    """
+    answer_columns = ["chosen", "rejected"] if is_paired(rows) else ["completion"]
+    bos = tokenizer.bos_token_id if objective in _BOS_PREPENDING_OBJECTIVES else None
+    kept: list[int] = []
+    cut: list[int] = []
+    for index, (prompt, *answers) in enumerate(zip(*(rows[name] for name in ["prompt", *answer_columns]), strict=True)):
+        head = _rendered_prompt(tokenizer, prompt)
+        added = int(bos is not None and head[:1] != [bos])
+        # The answers start at the end of the rendered prompt or before it: most prompts need no more tokenizing.
+        if len(head) + added < max_length:
+            kept.append(index)
+            continue
+        _, start = tokenized_answers(tokenizer, prompt, [answer[0]["content"] for answer in answers])
+        if start + added < max_length:
+            kept.append(index)
+        else:
+            cut.append(start + added)
+    return (rows.select(kept) if cut else rows), cut
+
+
+def long_prompt_message(
+    left_out: int, total: int, what: str, cut: list[int], max_length: int, *, outcome: str, refused: bool,
+    about: bool = False,
+) -> str:
+    """Why `left_out` of `total` `what` (such as "training pairs") are left out at this max_length, and what to change.
+
+    `cut` holds the prompt lengths of those rows. A refusal asks for the max_length that keeps at least one of them
+    (and says which keeps them all); a warning for the one that keeps them all.
+    """
+    least, every = min(cut) + 1, max(cut) + 1
+    if refused:
+        target = f"at least {least}" + (f" ({every} keeps them all)" if every > least else "")
+    else:
+        target = f"at least {every} to keep them all,"
+    return (
+        f"{'About ' if about else ''}{left_out} of {total} {what} {'has' if left_out == 1 else 'have'} a prompt of at "
+        f"least max_length ({max_length}) tokens, which leaves no answer token: {outcome}; raise max_length to "
+        f"{target} or shorten the prompts."
     )
 
 

@@ -9,6 +9,8 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +255,6 @@ def _preference_trainer(objective: str) -> tuple[Callable[..., Any], type[Traine
 
         return ORPOConfig, CountingORPOTrainer
     if objective == "simpo":
-        from functools import partial
-
         from trl.experimental.cpo import CPOConfig, CPOTrainer
 
         class CountingCPOTrainer(_TokenCountingMixin, CPOTrainer):
@@ -321,12 +321,76 @@ def _common_arguments(spec: TrainingSpec, execution: Execution, eval_key: str) -
 
 
 def _prepare_eval_sets(validation_sets: list[Dataset]) -> tuple[dict[str, Dataset], str]:
-    """Eval sets keyed d0, d1...; with several, an 'all' set too so early stopping watches the whole mixture."""
-    eval_sets = {f"d{i}": dataset for i, dataset in enumerate(validation_sets)}
+    """Eval sets keyed d0, d1...; with several, an 'all' set too so early stopping watches the whole mixture.
+
+    An empty set (every held-out pair's prompt filled max_length) is left out: there is nothing to evaluate, and TRL's
+    preference trainers read a first row when they prepare a set.
+    """
+    eval_sets = {f"d{i}": dataset for i, dataset in enumerate(validation_sets) if len(dataset)}
     if len(validation_sets) > 1:
-        eval_sets["all"] = concatenate_datasets(validation_sets)
+        if eval_sets:
+            eval_sets["all"] = concatenate_datasets(list(eval_sets.values()))
         return eval_sets, "all"
     return eval_sets, "d0"
+
+
+@dataclass
+class _PreferenceSets:
+    """The preference rows a run hands TRL: those that keep an answer token within max_length."""
+
+    train: Dataset  # of the training mixture (of a seeded sample of it, when the plan counts a large one)
+    train_examples: int  # in the whole mixture (scaled from the sample)
+    exact: bool  # False when counted on a sample
+    evaluation: list[Dataset]  # of each dataset's evaluation sample
+    refusals: list[str]  # a set left empty: what to change
+    notes: list[str]  # rows left out of a set: how many, and what to change
+
+
+def _answerable_preference_sets(
+    splits: list[data_module.SplitDataset],
+    samples: list[Dataset],
+    tokenizer: Any,
+    hp: Hyperparameters,
+    sample_rows: int | None = None,
+) -> _PreferenceSets:
+    """The training mixture and the evaluation sets of a preference run without the rows whose prompt fills max_length
+    (`data.answerable_rows`), and what to tell a person about those. The run and its plan both call it.
+
+    With `sample_rows`, a larger mixture is counted on a seeded sample of that many rows and the count scaled.
+    """
+    objective, max_length = hp.objective, hp.max_length
+    unit = "rows" if objective == "kto" else "pairs"
+    mixture = data_module.mix_train_sets([data_module.preference_rows(s.train, objective) for s in splits], hp.seed)
+    exact = sample_rows is None or len(mixture) <= sample_rows
+    counted = mixture if exact else mixture.shuffle(seed=hp.seed).select(range(sample_rows or 0))
+    train, cut = data_module.answerable_rows(counted, tokenizer, objective, max_length)
+    examples = len(train) if exact else math.ceil(len(train) * len(mixture) / len(counted))
+    refusals, notes = [], []
+    if cut:
+        message = partial(
+            data_module.long_prompt_message, len(mixture) - examples, len(mixture), f"training {unit}", cut,
+            max_length, about=not exact,
+        )
+        if examples:
+            notes.append(message(outcome=f"the run leaves them out and trains on {examples}", refused=False))
+        else:
+            refusals.append(message(outcome="none is left to train on", refused=True))
+    evaluation = []
+    for split, sample in zip(splits, samples, strict=True):
+        rows, cut = data_module.answerable_rows(
+            data_module.preference_rows(sample, objective), tokenizer, objective, max_length
+        )
+        evaluation.append(rows)
+        if cut:
+            message = partial(
+                data_module.long_prompt_message, len(cut), len(cut) + len(rows),
+                f"held-out {unit} of dataset '{split.name}'", cut, max_length,
+            )
+            if len(rows):
+                notes.append(message(outcome="they are left out of the evaluation, before and after", refused=False))
+            else:
+                refusals.append(message(outcome="none is left to evaluate the model on", refused=True))
+    return _PreferenceSets(train, examples, exact, evaluation, refusals, notes)
 
 
 class _Run:
@@ -375,10 +439,14 @@ class _Run:
 
     def _build_preference_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
         spec, hp = self.spec, self.hp
-        train_sets = [data_module.preference_rows(s.train, hp.objective) for s in self.splits]
-        eval_sets, eval_key = _prepare_eval_sets(
-            [data_module.preference_rows(sample, hp.objective) for sample in self.eval_samples]
-        )
+        sets = _answerable_preference_sets(self.splits, self.eval_samples, self.tokenizer, hp)
+        eval_sets, eval_key = _prepare_eval_sets(sets.evaluation)
+        # The plan refuses a set left empty. The run still goes on where it can: an empty evaluation set only goes
+        # without a loss, unless early stopping has to watch it.
+        if not len(sets.train) or (hp.early_stopping_patience and eval_key not in eval_sets):
+            raise SpecError(sets.refusals)
+        for message in sets.notes + sets.refusals:
+            self.log.warning(message)
         self.eval_key = eval_key
         arguments = _common_arguments(spec, self.execution, eval_key)
         arguments.update(max_length=hp.max_length, beta=hp.beta)
@@ -389,13 +457,12 @@ class _Run:
             # TRL switches them off for the reference pass: one copy of the base serves both.
             reference = load_model(spec.base_model_dir, spec.task, self.execution, self.tokenizer)
             extra["ref_model"] = reference.eval().requires_grad_(False)
-        mixture = data_module.mix_train_sets(train_sets, hp.seed)
         # Rows as uploaded (pairs, or KTO's unpaired rows), as the plan counts them; KTO splits a pair in two.
         self.train_rows = len(data_module.mix_train_sets([s.train for s in self.splits], hp.seed))
         return trainer_class(
             model=self.model,
             args=config_class(**arguments),
-            train_dataset=mixture,
+            train_dataset=sets.train,
             # A DatasetDict, which TRL's experimental ORPO trainer can map as a whole (it has no loop over a dict).
             eval_dataset=DatasetDict(eval_sets),
             processing_class=self.tokenizer,
@@ -582,10 +649,16 @@ def plan_run(
     datasets: list[DatasetFiles],
     hp: Hyperparameters,
     execution: Execution,
+    notes: list[str] | None = None,
 ) -> RunPlan:
     """Rows, sequences, steps and trainable parameters of a run, counted by the code the run uses: the same split,
-    the same eval sample, the same mixture, TRL's own tokenizing, filtering and packing, Trainer's step arithmetic,
-    and the engine's `prepare_model` applied to the model built on the meta device. Loads no weights."""
+    the same eval sample, the same mixture, TRL's own tokenizing, filtering and packing (for preference pairs, the
+    engine's filter of those whose prompt fills max_length), Trainer's step arithmetic, and the engine's
+    `prepare_model` applied to the model built on the meta device. Loads no weights.
+
+    Raises SpecError for a run that would have nothing to train on or to evaluate; what a person should read before
+    launching it (rows that max_length leaves out) is appended to `notes` when given.
+    """
     splits = data_module.load_splits(task, datasets, hp.eval_fraction, hp.seed)
     samples = _eval_samples(splits, hp)
     labels = _labels(task, splits)
@@ -600,9 +673,13 @@ def plan_run(
         if not exact:
             examples = math.ceil(examples * len(mixture) / PLAN_EXACT_ROWS)
     elif registry.task(task).trainer == "preference":
-        # One example per pair (DPO, ORPO) or per unpaired row (KTO; a pair makes two); truncation drops none.
-        rows = [data_module.preference_rows(split.train, hp.objective) for split in splits]
-        examples = len(data_module.mix_train_sets(rows, hp.seed))
+        # One example per pair (DPO, ORPO) or per unpaired row (KTO; a pair makes two) that keeps an answer token.
+        sets = _answerable_preference_sets(splits, samples, load_tokenizer(base_model_dir, task), hp, PLAN_EXACT_ROWS)
+        if sets.refusals:
+            raise SpecError(sets.refusals)
+        if notes is not None:
+            notes.extend(sets.notes)
+        examples, exact = sets.train_examples, sets.exact
     else:
         # Encoder and seq2seq tokenizing truncates and never drops a row: one sequence per row.
         examples = len(mixture)
@@ -812,8 +889,10 @@ def train(spec: TrainingSpec, reporter: Reporter | None = None) -> TrainingResul
     Path(spec.checkpoint_dir).mkdir(parents=True, exist_ok=True)
     last_checkpoint = last_complete_checkpoint(spec.checkpoint_dir)
     resumed_from = int(last_checkpoint.name.rsplit("-", 1)[-1]) if last_checkpoint else 0
-    # What one evaluation reads: the prepared sets of each dataset (TRL may drop rows a prompt fills entirely).
-    eval_sets = [trainer.eval_dataset[f"d{i}"] for i in range(len(run.splits))]
+    # What one evaluation reads: the prepared sets of each dataset (a preference set holds only the pairs that keep
+    # an answer token; one left empty is not there).
+    prepared = trainer.eval_dataset or {}
+    eval_sets = [prepared[key] for key in (f"d{i}" for i in range(len(run.splits))) if key in prepared]
     # Per process: each evaluates its share of the batches, in step with the others.
     eval_batches = sum(math.ceil(len(dataset) / (hp.batch_size * processes)) for dataset in eval_sets)
     reporter_callback.work = RunWork(

@@ -15,6 +15,8 @@ from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
 from transformers import Trainer
 
+from jobs.training import data as data_module
+
 # Generation is the slow part of seq2seq evaluation; ROUGE on this many validation rows is a stable enough figure.
 MAX_GENERATION_ROWS = 200
 MAX_NEW_TOKENS = 64
@@ -112,22 +114,14 @@ def seq2seq_metrics(
 
 
 def answer_log_probs(
-    model: Any, tokenizer: Any, prompts: list[list[dict[str, str]]], answers: list[str], max_length: int, batch_size: int
+    model: Any, tokenizer: Any, sequences: list[tuple[list[int], int]], max_length: int, batch_size: int
 ) -> list[tuple[float, int]]:
-    """(sum of log-probabilities, tokens) of each answer after its prompt, as the chat template renders them.
-
-    The prompt is rendered with the generation prompt; the answer's tokens are what the full conversation adds after
-    it. Sequences are cut to `max_length` from the end, as TRL's preference trainers do ("keep_start").
+    """(sum of log-probabilities, tokens) of the answer in each (ids, index of the answer's first token) sequence
+    (`data.tokenized_answers`). Sequences are cut to `max_length` from the end, as TRL's preference trainers do
+    ("keep_start"), so an answer whose prompt fills max_length has no token.
     """
     device = next(model.parameters()).device
-    sequences: list[tuple[list[int], int]] = []
-    for prompt, answer in zip(prompts, answers, strict=True):
-        head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        whole = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
-        prompt_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
-        ids = tokenizer(whole, add_special_tokens=False)["input_ids"]
-        start = len(prompt_ids) if ids[: len(prompt_ids)] == prompt_ids else len(prompt_ids) - 1
-        sequences.append((ids[:max_length], min(start, max_length)))
+    sequences = [(ids[:max_length], min(start, max_length)) for ids, start in sequences]
     scores: list[tuple[float, int]] = []
     was_training = model.training
     model.eval()
@@ -148,6 +142,16 @@ def answer_log_probs(
     return scores
 
 
+def validation_loss(trainer: Trainer, eval_key: str) -> float | None:
+    """Trainer's loss on one of its eval sets; None where the set is empty or absent (the engine leaves out a set
+    whose every row's prompt fills max_length: there is nothing to compute a loss on)."""
+    eval_set = trainer.eval_dataset.get(eval_key) if isinstance(trainer.eval_dataset, dict) else None
+    if eval_set is None or len(eval_set) == 0:
+        return None
+    loss = trainer.evaluate(eval_dataset=eval_key, metric_key_prefix="eval").get("eval_loss")
+    return None if loss is None else float(loss)
+
+
 def preference_metrics(
     trainer: Trainer,
     eval_key: str,
@@ -164,24 +168,43 @@ def preference_metrics(
     when the objective normalises by length, as ORPO does); reward_margin: the mean of that difference. Unlike TRL's
     rewards/accuracies (relative to the reference, so 0 before training), these read the same before and after.
     Unpaired (KTO) rows: the mean log-probability of the desirable and of the undesirable answers instead.
+
+    Only the rows that keep an answer token within max_length are scored (a pair whose prompt fills it would count as
+    a tie, "not preferred", before and after alone): pairs_scored (rows_scored) says how many, and the loss is left
+    out when no row of the set keeps one.
     """
-    metrics = {"loss": round(trainer.evaluate(eval_dataset=eval_key, metric_key_prefix="eval")["eval_loss"], 6)}
+    metrics: dict[str, float] = {}
+    loss = validation_loss(trainer, eval_key)
+    if loss is not None:
+        metrics["loss"] = round(loss, 6)
 
     def value(score: tuple[float, int]) -> float:
         total, tokens = score
         return total / max(tokens, 1) if length_normalised else total
 
-    prompts = [[{"role": m["role"], "content": m["content"]} for m in prompt] for prompt in raw["prompt"]]
-    if "chosen" in raw.column_names:
-        chosen = answer_log_probs(model, tokenizer, prompts, list(raw["chosen"]), max_length, batch_size)
-        rejected = answer_log_probs(model, tokenizer, prompts, list(raw["rejected"]), max_length, batch_size)
-        margins = [value(c) - value(r) for c, r in zip(chosen, rejected, strict=True)]
+    paired = data_module.is_paired(raw)
+    answer_columns = [raw["chosen"], raw["rejected"]] if paired else [raw["completion"]]
+    scored: list[int] = []
+    sequences: list[tuple[list[int], int]] = []
+    for index, (prompt, *answers) in enumerate(zip(raw["prompt"], *answer_columns, strict=True)):
+        messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
+        answer_ids, start = data_module.tokenized_answers(tokenizer, messages, list(answers))
+        if start < max_length:
+            scored.append(index)
+            sequences.extend((ids, start) for ids in answer_ids)
+    metrics["pairs_scored" if paired else "rows_scored"] = len(scored)
+    if not scored:
+        return metrics
+    scores = answer_log_probs(model, tokenizer, sequences, max_length, batch_size)
+    if paired:
+        margins = [value(chosen) - value(rejected) for chosen, rejected in zip(scores[0::2], scores[1::2], strict=True)]
         metrics["reward_accuracy"] = round(float(np.mean([margin > 0 for margin in margins])), 6)
         metrics["reward_margin"] = round(float(np.mean(margins)), 6)
         return metrics
-    scores = answer_log_probs(model, tokenizer, prompts, list(raw["completion"]), max_length, batch_size)
+    flags = list(raw["label"])
+    labels = [bool(flags[index]) for index in scored]
     for label, name in ((True, "desirable_log_prob"), (False, "undesirable_log_prob")):
-        picked = [value(score) for score, flag in zip(scores, raw["label"], strict=True) if bool(flag) is label]
+        picked = [value(score) for score, flag in zip(scores, labels, strict=True) if flag is label]
         if picked:
             metrics[name] = round(float(np.mean(picked)), 6)
     return metrics

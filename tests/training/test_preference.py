@@ -49,7 +49,8 @@ def test_preference_objective_moves_the_model_towards_the_chosen_answers(
     )
     result = train(spec)
     base, tuned = result.metrics["base"]["main"], result.metrics["tuned"]["main"]
-    assert set(base) == {"loss", "reward_accuracy", "reward_margin"}
+    assert set(base) == {"loss", "reward_accuracy", "reward_margin", "pairs_scored"}
+    assert base["pairs_scored"] == tuned["pairs_scored"] == len(rows[40:])
     # The model itself now prefers the chosen answers, by a wider margin than the base did.
     assert tuned["reward_margin"] > base["reward_margin"], (base, tuned)
     assert tuned["reward_accuracy"] >= max(base["reward_accuracy"], 0.75), (base, tuned)

@@ -30,6 +30,8 @@ METRIC_NAMES = {
     "reward_margin": "Mean log-prob margin, chosen − rejected",
     "desirable_log_prob": "Mean log-prob of desirable answers",
     "undesirable_log_prob": "Mean log-prob of undesirable answers",
+    "pairs_scored": "Held-out pairs scored (an answer token within max_length)",
+    "rows_scored": "Held-out rows scored (an answer token within max_length)",
     "runtime": "Evaluation time (s)",
     "samples_per_second": "Evaluation samples/s",
     "steps_per_second": "Evaluation steps/s",
