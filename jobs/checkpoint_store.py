@@ -32,7 +32,7 @@ from django.db import connection
 
 from jobs.models import Job, JobEvent
 from jobs.training import TrainingSpec
-from webapp.lib.storage import stored_bytes, stored_names
+from webapp.lib.storage import stored_bytes, stored_names, stored_path
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,7 @@ NOTICE_SECONDS = 300.0
 
 def storage_is_remote() -> bool:
     """True when storage gives no local paths (S3): then checkpoints must be copied to it to outlive the worker."""
-    try:
-        default_storage.path("")
-    except NotImplementedError:
-        return True
-    return False
+    return stored_path("") is None
 
 
 def step_of(folder: Path | str) -> int:
@@ -316,10 +312,7 @@ def worker_folder(job_id: object) -> Path:
 def local_job_folder(job_id: object, name: str) -> Path:
     """Where a job's `name` folder lies on this machine, not created here: inside local storage; with remote storage in
     its worker folder, from where the checkpoints are copied to the bucket."""
-    try:
-        return Path(default_storage.path(f"jobs/{job_id}/{name}"))
-    except NotImplementedError:
-        return worker_folder(job_id) / name
+    return stored_path(f"jobs/{job_id}/{name}") or worker_folder(job_id) / name
 
 
 def job_notes(job: Job) -> Callable[[int, str], None]:

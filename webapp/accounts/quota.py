@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db.models import Sum
 from django.urls import reverse
 
 from jobs.training import registry
 from webapp.lib.errors import LayercakeError, RowError
+from webapp.lib.storage import stored_path
 
 MB = 1024 * 1024
 
@@ -110,20 +110,12 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
-def local_folder(prefix: str) -> Path | None:
-    """The folder of a storage prefix on local storage; None with remote storage."""
-    try:
-        return Path(default_storage.path(prefix))
-    except NotImplementedError:
-        return None
-
-
 def dataset_bytes(user: Any) -> int:
     from webapp.datasets.models import Dataset
 
     total = 0
     for dataset_id, recorded in Dataset.objects.filter(owner=user).values_list("id", "size_bytes"):
-        folder = local_folder(f"datasets/{dataset_id}")
+        folder = stored_path(f"datasets/{dataset_id}")
         total += folder_bytes(folder) if folder is not None else recorded
     return total
 

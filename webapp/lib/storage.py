@@ -8,12 +8,19 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 
 
-def local_path(name: str, download_to: Path) -> Path:
-    """The stored file itself on local storage; otherwise a copy downloaded once to `download_to`."""
+def stored_path(name: str) -> Path | None:
+    """Where a stored name (file or prefix) lies on local storage; None with remote storage (S3), which has no paths."""
     try:
         return Path(default_storage.path(name))
     except NotImplementedError:  # the storage API's answer for remote storage: no local path
-        pass
+        return None
+
+
+def local_path(name: str, download_to: Path) -> Path:
+    """The stored file itself on local storage; otherwise a copy downloaded once to `download_to`."""
+    stored = stored_path(name)
+    if stored is not None:
+        return stored
     if not download_to.exists():
         download_to.parent.mkdir(parents=True, exist_ok=True)
         partial = download_to.with_name(download_to.name + ".part")
