@@ -86,6 +86,7 @@ def rss() -> int:
 def latency_part(base_dir: Path, adapter_dir: Path, threads: int, rounds: int, tokens: int) -> dict[str, Any]:
     import torch
 
+    from jobs.training.tasks.base import chat_inputs, generation_kwargs
     from webapp.catalog import loading
     from webapp.catalog.merging import merge_weights
 
@@ -93,12 +94,12 @@ def latency_part(base_dir: Path, adapter_dir: Path, threads: int, rounds: int, t
     tokenizer = loading.load_tokenizer(base_dir)
     unmerged = loading.load_adapter_on_base(adapter_dir, base_dir)
     merged = merge_weights(loading.load_adapter_on_base(adapter_dir, base_dir))
-    inputs = loading.chat_inputs(tokenizer, "Write a short story about a cat who finds a small house.")
+    inputs = chat_inputs(tokenizer, "Write a short story about a cat who finds a small house.")
 
     def timed(model: Any, count: int) -> float:
         started = time.perf_counter()
         with torch.no_grad():
-            model.generate(**inputs, **loading.generation_kwargs(tokenizer, count), min_new_tokens=count)
+            model.generate(**inputs, **generation_kwargs(tokenizer, count), min_new_tokens=count)
         return time.perf_counter() - started
 
     for model in (unmerged, merged):

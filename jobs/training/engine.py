@@ -17,9 +17,6 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from transformers import (
-    DataCollatorForSeq2Seq,
-    DataCollatorForTokenClassification,
-    DataCollatorWithPadding,
     EarlyStoppingCallback,
     PrinterCallback,
     Seq2SeqTrainer,
@@ -33,8 +30,7 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrai
 from trl.chat_template_utils import has_generation_markers
 
 from jobs.training import data as data_module
-from jobs.training import metrics as task_metrics
-from jobs.training import registry
+from jobs.training import registry, tasks
 from jobs.training.artifact import model_card, save_artifact
 from jobs.training.execution import Execution, local_capabilities, plan_execution
 from jobs.training.memory import ModelShape, parameter_counts
@@ -62,6 +58,8 @@ from jobs.training.spec import (
 )
 
 logger = logging.getLogger(__name__)
+# Everything a run uses is imported with the engine: the memory a run adds is its own (the estimate's measure).
+tasks.import_training_modules()
 # Trainer's save_total_limit: the checkpoints kept on disk, and in object storage (jobs.checkpoint_store).
 CHECKPOINTS_KEPT = 2
 
@@ -422,10 +420,13 @@ class _Run:
         # Every evaluation reads the same bounded sample of each validation split.
         self.eval_samples = _eval_samples(self.splits, self.hp)
         self.train_rows = 0  # rows in the training mixture, set when the trainer is built
+        # Head and seq2seq tasks: each dataset's rows as the task encoded them (train, then the eval sample).
+        self.train_sets: list[Dataset] | None = None
+        self.validation_sets: list[Dataset] | None = None
 
     def build_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
         spec, hp, task = self.spec, self.hp, self.spec.task
-        self.labels = _labels(task, self.splits)
+        self.labels = tasks.kind(task).labels(self.splits)
         if self.execution.parallelism == "fsdp" and self.device != "cuda":
             _configure_fsdp_on_cpu()
         set_seed(hp.seed)
@@ -472,12 +473,13 @@ class _Run:
 
     def _build_sft_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
         spec, hp = self.spec, self.hp
-        markers = _generation_markers(spec.task, self.tokenizer)
-        train_sets = [_sft_rows(spec.task, s.train, markers) for s in self.splits]
-        validation_sets = [_sft_rows(spec.task, sample, markers) for sample in self.eval_samples]
+        kind = tasks.causal_kind(spec.task)
+        markers = _generation_markers(kind, self.tokenizer)
+        train_sets = [kind.sft_rows(s.train, markers) for s in self.splits]
+        validation_sets = [kind.sft_rows(sample, markers) for sample in self.eval_samples]
         eval_sets, eval_key = _prepare_eval_sets(validation_sets)
         arguments = _common_arguments(spec, self.execution, eval_key)
-        arguments.update(_sft_data_arguments(spec.task, hp, self.execution, markers))
+        arguments.update(_sft_data_arguments(kind, hp, self.execution, markers))
         self.eval_key = eval_key
         mixture = data_module.mix_train_sets(train_sets, hp.seed)
         self.train_rows = len(mixture)
@@ -491,40 +493,20 @@ class _Run:
         )
 
     def _build_task_trainer(self, callbacks: list[TrainerCallback]) -> Trainer:
-        spec, hp, task, tokenizer = self.spec, self.hp, self.spec.task, self.tokenizer
-        if task == "seq2seq":
+        """Trainer (or Seq2SeqTrainer) over the rows the task's hooks encode, with its collator."""
+        spec, hp, tokenizer, kind = self.spec, self.hp, self.tokenizer, tasks.kind(self.spec.task)
+        label2id = {label: i for i, label in enumerate(self.labels or [])}
 
-            def encode(dataset: Dataset) -> Dataset:
-                return data_module.tokenize_seq2seq(dataset, tokenizer, hp.max_length)
+        def encode(dataset: Dataset) -> Dataset:
+            return kind.encode(dataset, tokenizer, label2id, hp.max_length)
 
-            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-            collator: Any = DataCollatorForSeq2Seq(tokenizer, model=base, label_pad_token_id=-100)
-        else:
-            label2id = {label: i for i, label in enumerate(self.labels or [])}
-            if task == "classification":
-
-                def encode(dataset: Dataset) -> Dataset:
-                    return data_module.tokenize_classification(dataset, tokenizer, label2id, hp.max_length)
-
-                collator = DataCollatorWithPadding(tokenizer)
-            elif task == "regression":
-
-                def encode(dataset: Dataset) -> Dataset:
-                    return data_module.tokenize_regression(dataset, tokenizer, hp.max_length)
-
-                collator = DataCollatorWithPadding(tokenizer)
-            else:
-
-                def encode(dataset: Dataset) -> Dataset:
-                    return data_module.tokenize_token_classification(dataset, tokenizer, label2id, hp.max_length)
-
-                collator = DataCollatorForTokenClassification(tokenizer)
+        collator = kind.collator(tokenizer, self.model)
         self.train_sets = [encode(s.train) for s in self.splits]
         self.validation_sets = [encode(sample) for sample in self.eval_samples]
         eval_sets, eval_key = _prepare_eval_sets(self.validation_sets)
         self.eval_key = eval_key
         arguments = _common_arguments(spec, self.execution, eval_key)
-        if task == "seq2seq":
+        if registry.task(spec.task).trainer == "seq2seq":
             trainer_class: type[Trainer] = CountingSeq2SeqTrainer
             args: TrainingArguments = Seq2SeqTrainingArguments(**arguments)
         else:
@@ -544,35 +526,20 @@ class _Run:
 
     def evaluate(self, trainer: Trainer) -> dict[str, dict[str, float]]:
         """Task metrics per dataset, keyed by the dataset's name."""
-        task, results = self.spec.task, {}
+        kind, encoded, trained = tasks.kind(self.spec.task), self.validation_sets, self.train_sets
+        results = {}
         for index, split in enumerate(self.splits):
-            key = f"d{index}"
-            if registry.task(task).trainer == "sft":
-                values = task_metrics.language_model_metrics(trainer, key)
-            elif registry.task(task).trainer == "preference":
-                values = task_metrics.preference_metrics(
-                    trainer, key, self.eval_samples[index], trainer.model, self.tokenizer, self.hp.max_length,
-                    self.hp.batch_size, length_normalised=self.hp.objective in registry.LENGTH_NORMALISED_OBJECTIVES,
-                )
-            elif task == "classification":
-                train_labels = self.train_sets[index]["labels"]
-                values = task_metrics.classification_metrics(trainer, self.validation_sets[index], train_labels)
-            elif task == "regression":
-                values = task_metrics.regression_metrics(trainer, self.validation_sets[index])
-            elif task == "token_classification":
-                id2label = dict(enumerate(self.labels or []))
-                values = task_metrics.token_classification_metrics(trainer, self.validation_sets[index], id2label)
-            else:
-                values = task_metrics.seq2seq_metrics(
-                    trainer,
-                    key,
-                    self.eval_samples[index],
-                    trainer.model,
-                    self.tokenizer,
-                    self.hp.max_length,
-                    self.hp.batch_size,
-                )
-            results[split.name] = values
+            evaluation = tasks.Evaluation(
+                trainer=trainer,
+                eval_key=f"d{index}",
+                raw=self.eval_samples[index],
+                encoded=encoded[index] if encoded else None,
+                train_encoded=trained[index] if trained else None,
+                labels=self.labels,
+                tokenizer=self.tokenizer,
+                hp=self.hp,
+            )
+            results[split.name] = kind.metrics(evaluation)
         return results
 
 
@@ -580,29 +547,16 @@ def _eval_samples(splits: list[data_module.SplitDataset], hp: Hyperparameters) -
     return [data_module.evaluation_sample(split.validation, hp.eval_max_rows, hp.seed) for split in splits]
 
 
-def _labels(task: str, splits: list[data_module.SplitDataset]) -> list[str] | None:
-    """The label vocabulary of a classifier's data; None where the task fixes its head (regression) or has none."""
-    if not registry.task(task).classifier or registry.task(task).head_config:
-        return None
-    nested = task == "token_classification"
-    return data_module.label_names(splits, "tags" if nested else "label", nested)
-
-
-def _generation_markers(task: str, tokenizer: Any) -> bool:
-    """Whether TRL can find the assistant spans in this tokenizer's chat template (SFT only)."""
-    if task != "sft":
+def _generation_markers(kind: tasks.CausalKind, tokenizer: Any) -> bool:
+    """Whether TRL can find the assistant spans in this tokenizer's chat template (conversation rows only)."""
+    if not kind.chat_rows:
         return False
     if not tokenizer.chat_template:
-        raise SpecError("Task 'sft' needs a base model whose tokenizer has a chat template.")
+        raise SpecError(f"Task '{kind.name}' needs a base model whose tokenizer has a chat template.")
     return bool(has_generation_markers(tokenizer.chat_template))
 
 
-def _sft_rows(task: str, dataset: Dataset, markers: bool) -> Dataset:
-    """Rows in the form the SFTTrainer reads: conversations (or prompt/completion) for SFT, text for raw text."""
-    return data_module.to_conversations(dataset, markers) if task == "sft" else dataset.select_columns(["text"])
-
-
-def _sft_data_arguments(task: str, hp: Hyperparameters, execution: Execution, markers: bool) -> dict[str, Any]:
+def _sft_data_arguments(kind: tasks.CausalKind, hp: Hyperparameters, execution: Execution, markers: bool) -> dict[str, Any]:
     """The SFTConfig fields that decide how rows become training sequences: the run and its plan both use them."""
     strategy = execution.packing_strategy
     return {
@@ -611,7 +565,7 @@ def _sft_data_arguments(task: str, hp: Hyperparameters, execution: Execution, ma
         "packing_strategy": strategy or "bfd",
         "eval_packing": False,  # per-row eval loss: comparable before/after and across packing settings
         "assistant_only_loss": markers,
-        "completion_only_loss": None if task == "sft" else False,
+        "completion_only_loss": kind.completion_only_loss,
         "dataset_text_field": "text",
         "dataset_num_proc": None,
     }
@@ -661,15 +615,16 @@ def plan_run(
     """
     splits = data_module.load_splits(task, datasets, hp.eval_fraction, hp.seed)
     samples = _eval_samples(splits, hp)
-    labels = _labels(task, splits)
+    labels = tasks.kind(task).labels(splits)
     mixture = data_module.mix_train_sets([split.train for split in splits], hp.seed)
     exact = len(mixture) <= PLAN_EXACT_ROWS
     if registry.task(task).trainer == "sft":
         tokenizer = load_tokenizer(base_model_dir, task)
-        markers = _generation_markers(task, tokenizer)
+        kind = tasks.causal_kind(task)
+        markers = _generation_markers(kind, tokenizer)
         counted = mixture if exact else mixture.shuffle(seed=hp.seed).select(range(PLAN_EXACT_ROWS))
-        rows = _sft_rows(task, counted, markers)
-        examples = _prepared_sft_examples(rows, tokenizer, _sft_data_arguments(task, hp, execution, markers))
+        rows = kind.sft_rows(counted, markers)
+        examples = _prepared_sft_examples(rows, tokenizer, _sft_data_arguments(kind, hp, execution, markers))
         if not exact:
             examples = math.ceil(examples * len(mixture) / PLAN_EXACT_ROWS)
     elif registry.task(task).trainer == "preference":

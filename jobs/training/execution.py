@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
 
-from jobs.training import registry
+from jobs.training import registry, tasks
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def plan_execution(
     # Soft prompts are prepended per sequence: a packed, flattened batch would put them before the first row only.
     if sft_trainer and packing and method != "prompt_tuning":
         if on_cuda:
-            strategy = "bfd_split" if task == "text" else "bfd"
+            strategy = tasks.causal_kind(task).cuda_packing_strategy
         else:
             strategy = "wrapped"
 

@@ -25,7 +25,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from jobs.training import registry
+from jobs.training import registry, tasks
 from jobs.training.execution import Execution
 from jobs.training.spec import SpecError
 
@@ -89,9 +89,9 @@ def load_tokenizer(base_model_dir: Path, task: str) -> Any:
     if tokenizer.pad_token is None:
         # Causal LMs often ship without a pad token; the EOS token is the usual stand-in (masked from the loss).
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    if task == "token_classification" and getattr(tokenizer, "add_prefix_space", None) is False:
-        # Byte-level BPE needs a leading space per word to tokenize pre-split words as it would in running text.
-        tokenizer = AutoTokenizer.from_pretrained(base_model_dir, add_prefix_space=True, trust_remote_code=False)
+    options = tasks.kind(task).tokenizer_options(tokenizer)
+    if options:
+        tokenizer = AutoTokenizer.from_pretrained(base_model_dir, trust_remote_code=False, **options)
         tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
 from rouge_score import rouge_scorer
-from scipy.stats import spearmanr
-from seqeval.metrics import f1_score as seqeval_f1
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
 from transformers import Trainer
 
 from jobs.training import data as data_module
@@ -26,62 +22,6 @@ def language_model_metrics(trainer: Trainer, eval_key: str) -> dict[str, float]:
     """Loss on the validation tokens that carry a label (assistant tokens for SFT) and its perplexity."""
     loss = trainer.evaluate(eval_dataset=eval_key, metric_key_prefix="eval")["eval_loss"]
     return {"loss": round(loss, 6), "perplexity": round(math.exp(min(loss, 50.0)), 4)}
-
-
-def classification_metrics(trainer: Trainer, dataset: Dataset, train_labels: list[int]) -> dict[str, float]:
-    """Accuracy and macro-F1, with the accuracy of always answering the training set's majority class."""
-    output = trainer.predict(dataset)
-    predictions = np.argmax(output.predictions, axis=-1)
-    references = output.label_ids
-    majority = Counter(train_labels).most_common(1)[0][0]
-    return {
-        "loss": round(float(output.metrics["test_loss"]), 6),
-        "accuracy": round(float(accuracy_score(references, predictions)), 6),
-        "macro_f1": round(float(f1_score(references, predictions, average="macro", zero_division=0)), 6),
-        "majority_baseline_accuracy": round(float(np.mean(references == majority)), 6),
-    }
-
-
-def regression_metrics(trainer: Trainer, dataset: Dataset) -> dict[str, float]:
-    """The MSE loss the head trains on, and the errors, fit and rank correlation of its predicted scores."""
-    output = trainer.predict(dataset)
-    predictions = np.asarray(output.predictions, dtype=np.float64).reshape(-1)
-    references = np.asarray(output.label_ids, dtype=np.float64).reshape(-1)
-    return {"loss": round(float(output.metrics["test_loss"]), 6), **prediction_metrics(predictions, references)}
-
-
-def prediction_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
-    """mse, mae, rmse; r2 (1 - squared error / the scores' variance: 0 is no better than their mean); spearman (the
-    rank correlation: does the model order the texts right, whatever its scale). Spearman is left out when either
-    side is constant: it is undefined there, and NaN would not survive the JSON the metrics are stored in."""
-    mse = float(mean_squared_error(references, predictions))
-    metrics = {
-        "mse": round(mse, 6),
-        "mae": round(float(mean_absolute_error(references, predictions)), 6),
-        "rmse": round(math.sqrt(mse), 6),
-        "r2": round(float(r2_score(references, predictions)), 6),
-    }
-    if np.ptp(predictions) > 0 and np.ptp(references) > 0:
-        metrics["spearman"] = round(float(spearmanr(predictions, references).statistic), 6)
-    return metrics
-
-
-def token_classification_metrics(trainer: Trainer, dataset: Dataset, id2label: dict[int, str]) -> dict[str, float]:
-    """Entity-level F1 (seqeval) on first sub-tokens, plus plain tag accuracy for non-IOB tag sets."""
-    output = trainer.predict(dataset)
-    predictions = np.argmax(output.predictions, axis=-1)
-    predicted_tags, reference_tags = [], []
-    for predicted_row, reference_row in zip(predictions, output.label_ids, strict=True):
-        keep = reference_row != -100
-        predicted_tags.append([id2label[int(i)] for i in predicted_row[keep]])
-        reference_tags.append([id2label[int(i)] for i in reference_row[keep]])
-    flat_predicted = [t for row in predicted_tags for t in row]
-    flat_reference = [t for row in reference_tags for t in row]
-    return {
-        "loss": round(float(output.metrics["test_loss"]), 6),
-        "f1": round(float(seqeval_f1(reference_tags, predicted_tags, zero_division=0)), 6),
-        "tag_accuracy": round(float(accuracy_score(flat_reference, flat_predicted)), 6),
-    }
 
 
 def seq2seq_metrics(

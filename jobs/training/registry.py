@@ -2,7 +2,8 @@
 
 Everything else reads it: dataset shape detection, presets, the engine's model loading and method preparation, the
 artifact's card, the memory estimate, catalog loading, the job wizard, `plan_job` and the API's vocabulary. Adding a
-task means a `Task` row here, its data adapter (`jobs.training.data`) and its trainer branch (`jobs.training.engine`).
+task means a `Task` row here (and its `Shape` rows), its hooks (`jobs.training.tasks.<task>`) and its data's
+(`webapp.datasets.kinds.<task>`): docs/architecture.md, "Adding a task".
 
 Plain data, no Django and no torch at import time: the webapp and the engine both import it cheaply.
 """

@@ -10,9 +10,9 @@ from jobs.training.data import (
     instruction_to_messages,
     load_splits,
     to_conversations,
-    tokenize_token_classification,
 )
 from jobs.training.spec import DatasetFiles
+from jobs.training.tasks import kind
 from tests.training.conftest import chat_rows, instruction_rows, write_parquet
 
 
@@ -51,7 +51,7 @@ def test_tags_go_to_the_first_sub_token_and_the_rest_are_ignored(tiny_encoder: P
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_encoder)
     rows = Dataset.from_list([{"tokens": ["Zyxwvut", "lives"], "tags": ["B-PER", "O"]}])
-    encoded = tokenize_token_classification(rows, tokenizer, {"B-PER": 0, "O": 1}, max_length=32)[0]
+    encoded = kind("token_classification").encode(rows, tokenizer, {"B-PER": 0, "O": 1}, max_length=32)[0]
     word_pieces = tokenizer(["Zyxwvut", "lives"], is_split_into_words=True).word_ids()
     assert word_pieces.count(0) > 1, "the made-up word must split into several sub-tokens"
     labels = encoded["labels"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.training.metrics import prediction_metrics
+from jobs.training.tasks.regression import prediction_metrics
 
 
 def test_errors_fit_and_rank_correlation_of_known_predictions():

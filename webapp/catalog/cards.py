@@ -8,23 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.training import registry
+from jobs.training import registry, tasks
 
 USE_HEADING = "## Use"
-TRY_IT = {
-    "sft": ['inputs = tokenizer("Hello, who are you?", return_tensors="pt")',
-            "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=32)[0], skip_special_tokens=True))"],
-    "seq2seq": ['inputs = tokenizer("Hello, who are you?", return_tensors="pt")',
-                "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=32)[0], skip_special_tokens=True))"],
-    "classification": ['scores = model(**tokenizer("I really enjoyed it", return_tensors="pt")).logits.softmax(-1)[0]',
-                       "print({model.config.id2label[i]: round(p, 3) for i, p in enumerate(scores.tolist())})"],
-    "regression": ['score = model(**tokenizer("I really enjoyed it", return_tensors="pt")).logits[0, 0].item()',
-                   "print(round(score, 3))"],
-    "token_classification": ['tags = model(**tokenizer("John lives in Paris", return_tensors="pt")).logits.argmax(-1)[0]',
-                             "print([model.config.id2label[i] for i in tags.tolist()])"],
-    "feature_extraction": ['print(model(**tokenizer("Hello", return_tensors="pt")).last_hidden_state.shape)'],
-}
-TRY_IT["text"] = TRY_IT["sft"]
+# A base encoder without a task head: its features.
+FEATURES_SNIPPET = ['print(model(**tokenizer("Hello", return_tensors="pt")).last_hidden_state.shape)']
+
+
+def try_it(task: str) -> list[str]:
+    """Lines that run the loaded model once: the task's own snippet (its hooks), else the features of a bare base."""
+    return list(tasks.kind(task).try_it) if task in registry.TASK_TABLE else FEATURES_SNIPPET
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,7 @@ def python_lines(loading: Loading, model: Download, base: Download | None) -> li
             f"model = {auto}.from_pretrained({model.folder!r}).eval()",
         ]
     body.append(f"tokenizer = AutoTokenizer.from_pretrained({tokenizer_folder!r})")
-    return body + TRY_IT.get(loading.task, [])
+    return body + try_it(loading.task)
 
 
 def with_usage(card: str, usage: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.training.tasks.base import chat_inputs
 from webapp.catalog import loading, merging
 
 # The architectures whose tensors the gguf library's name maps cover and that transformers reads back.
@@ -368,7 +369,7 @@ def tokenizer_agrees(source_tokenizer: Any, folder: Path, name: str, prompts: li
     rebuilt = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
     rows = []
     for prompt in prompts:
-        text = loading.chat_inputs(source_tokenizer, prompt)["input_ids"][0].tolist()
+        text = chat_inputs(source_tokenizer, prompt)["input_ids"][0].tolist()
         source_text = source_tokenizer.decode(text)
         rows.append({"prompt": prompt, "same_ids": rebuilt(source_text, add_special_tokens=False).input_ids == text})
     return rows

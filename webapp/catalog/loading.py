@@ -104,19 +104,3 @@ def attach_adapter(base: Any, adapter_dir: Path, adapter_name: str = "default") 
 
 def load_adapter_on_base(adapter_dir: Path, base_dir: Path) -> Any:
     return attach_adapter(load_base_for_adapter(adapter_dir, base_dir), adapter_dir)
-
-
-def chat_inputs(tokenizer: Any, prompt: str) -> Any:
-    """Token ids for a user message: through the chat template when there is one, else the raw text."""
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": prompt}]
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    return tokenizer(prompt, return_tensors="pt")
-
-
-def generation_kwargs(tokenizer: Any, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> dict[str, Any]:
-    """Greedy at temperature 0 (the same answer every time); sampling with temperature and top-p above it."""
-    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-    if temperature > 0:
-        return {**kwargs, "do_sample": True, "temperature": temperature, "top_p": top_p}
-    return {**kwargs, "do_sample": False}

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from jobs.training import registry
+from jobs.training import registry, tasks
 from webapp.catalog import loading
 
 # Fixed probes: the same inputs go through adapter-on-base and the merged model.
@@ -27,7 +27,6 @@ PROBE_PROMPTS: dict[str, list[str]] = {
 # float32 merges differ from the unmerged path by rounding only (~1e-6); drift is orders of magnitude larger.
 LOGIT_ATOL = 1e-3
 LOGIT_RTOL = 1e-3
-GENERATED_TOKENS = 12
 
 
 class PromptTuningNotMergeable(ValueError):
@@ -41,32 +40,12 @@ def merge_weights(peft_model: Any) -> Any:
 
 
 def probe(model: Any, tokenizer: Any, task: str, prompts: list[str]) -> list[dict[str, Any]]:
-    """Logits (and greedy generations or predicted labels) of `model` on each prompt."""
+    """Logits (and greedy generations or predicted labels) of `model` on each prompt, as the task reads them."""
     import torch
 
-    results = []
+    kind = tasks.kind(task)
     with torch.no_grad():
-        for prompt in prompts:
-            if task in ("sft", "text"):
-                inputs = loading.chat_inputs(tokenizer, prompt)
-                logits = model(**inputs).logits[0]
-                generated = model.generate(**inputs, **loading.generation_kwargs(tokenizer, GENERATED_TOKENS))
-                new_ids = generated[0, inputs["input_ids"].shape[1]:].tolist()
-                results.append({"logits": logits, "tokens": new_ids, "text": tokenizer.decode(new_ids, skip_special_tokens=True)})
-            elif task == "seq2seq":
-                inputs = tokenizer(prompt, return_tensors="pt")
-                start = torch.tensor([[model.config.decoder_start_token_id]])
-                logits = model(**inputs, decoder_input_ids=start).logits[0]
-                generated = model.generate(**inputs, **loading.generation_kwargs(tokenizer, GENERATED_TOKENS))
-                new_ids = generated[0].tolist()
-                results.append({"logits": logits, "tokens": new_ids, "text": tokenizer.decode(new_ids, skip_special_tokens=True)})
-            else:
-                inputs = tokenizer(prompt, return_tensors="pt", truncation=True)
-                logits = model(**inputs).logits[0]
-                labels = logits.argmax(-1).reshape(-1).tolist()
-                id2label = getattr(model.config, "id2label", {}) or {}
-                results.append({"logits": logits, "tokens": labels, "text": " ".join(str(id2label.get(i, i)) for i in labels)})
-    return results
+        return [kind.probe(model, tokenizer, prompt) for prompt in prompts]
 
 
 def compare(

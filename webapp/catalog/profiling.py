@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.training import registry
+from jobs.training import registry, tasks
+from jobs.training.tasks.base import generation_kwargs
 from webapp.catalog import loading
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +74,10 @@ def latency_ms(model: Any, tokenizer: Any, task: str) -> tuple[float, str, dict[
 
     with torch.no_grad():
         if task in registry.GENERATIVE_TASKS:
-            inputs = loading.chat_inputs(tokenizer, PROFILE_PROMPT) if task != "seq2seq" else tokenizer(PROFILE_PROMPT, return_tensors="pt")
+            inputs = tasks.kind(task).prompt_inputs(tokenizer, PROFILE_PROMPT)
 
             def timed(tokens: int) -> float:
-                kwargs = loading.generation_kwargs(tokenizer, tokens)
+                kwargs = generation_kwargs(tokenizer, tokens)
                 started = time.perf_counter()
                 model.generate(**inputs, **kwargs, min_new_tokens=tokens)
                 return time.perf_counter() - started

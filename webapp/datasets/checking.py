@@ -143,9 +143,9 @@ def _check(path: Path, options: CheckOptions, workdir: Path, detected: dict[str,
     rows = profile["rows"]
     if rows == 0 and not log.total:
         return CheckResult(ok=False, error="The file holds no rows (only a header, or nothing).", shape=shape.name, columns=stream.columns)
-    if shape.name == "classification" and builder.class_count() < 2 and not log.total:
-        only = next(iter(builder.labels), "")
-        log.add(RowError(None, "label", f"classification needs at least two classes in `label`; every row has `{only[:60]}`"))
+    if not log.total:
+        for whole_file in builder.file_errors():
+            log.add(whole_file)
     if options.validation_fraction and validation_stream is None and builder.rows["validation"] == 0:
         profile["warnings"].append("The validation fraction is so small that no row went to validation.")
     tokenizer = options.tokenizer
@@ -234,7 +234,7 @@ def _consume(
             misfits = column_misfits(item.batch, shape.column_of, CANONICAL_SCHEMAS[shape.name], item.first_row)
             raise ShapeMismatch(problem.message, details=problem.details or misfits) from None
         check_batch(batch, shape.name, item.first_row, log)
-        keys = profiling.row_keys(batch, shape.name)
+        keys = profiling.row_keys(batch)
         exact = profiling.fingerprints(keys)
         if fixed_split:
             builder.add(batch, keys, exact, None, split=fixed_split, first_row=item.first_row)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from webapp.datasets import kinds
+from webapp.datasets.kinds.base import DatasetKind
 from webapp.datasets.shapes import DETECTION_ORDER, EXPECTED_COLUMNS, OPTIONAL_COLUMNS, SHAPE_COLUMNS, TASK_OF_SHAPE
 
 
@@ -39,32 +41,23 @@ def label_bars(counts: dict[str, int] | None) -> list[Bar]:
     return [Bar(label, count, round(100 * count / top, 1)) for label, count in counts.items()]
 
 
-# What training does with a row longer than the maximum length, per shape (jobs/training: TRL's SFTTrainer
-# packs causal-LM rows by default, "wrapped" on CPU and "bfd"/"bfd_split" on GPU; the other tasks tokenize
-# with truncation=True).
-OVER_LIMIT_EFFECT = {
-    "text": "are split into chunks of that length in training, so no text is lost (with packing off, or with "
-    "prompt tuning, they are truncated instead)",
-    "chat": "are cut at that length in training: the rest is dropped, or, packed on a CPU worker, goes on in "
-    "the next sequence without its beginning",
-    "instruction": "are cut at that length in training: the rest is dropped, or, packed on a CPU worker, goes on "
-    "in the next sequence without its beginning",
-    "classification": "would be truncated: the model only sees their beginning",
-    "token_classification": "would be truncated: words past that length are neither learned nor tagged",
-    "seq2seq": "would be truncated (sources and targets alike)",
-}
+def _kind(shape: str) -> DatasetKind:
+    """The kind of a dataset's shape; one not checked yet (no shape) gets the defaults."""
+    return kinds.of_shape(shape) if shape in SHAPE_COLUMNS else DatasetKind()
 
 
 def profile_context(profile: dict[str, Any], preview: list[dict[str, Any]], shape: str) -> dict[str, Any]:
+    """What the dataset page draws of a profile; `profile_template` names the task's own block (or is None)."""
+    kind = _kind(shape)
     tokens = profile.get("tokens") or {}
     return {
         "previews": preview_rows(preview, shape),
         "char_bars": histogram_bars((profile.get("char_lengths") or {}).get("histogram")),
         "token_bars": histogram_bars(tokens.get("histogram"), tokens.get("max_length")),
-        "label_bars": label_bars((profile.get("labels") or {}).get("counts")),
-        "tag_bars": label_bars(profile.get("tags")),
+        **{name: label_bars(counts) for name, counts in kind.charted_counts(profile).items()},
         "truncated_percent": round(100 * tokens.get("truncated_share", 0.0), 1),
-        "over_limit_effect": OVER_LIMIT_EFFECT.get(shape, "would be truncated"),
+        "over_limit_effect": kind.over_limit_effect,
+        "profile_template": kind.profile_template,
     }
 
 
@@ -76,7 +69,7 @@ class PreviewRow:
 
 
 def preview_rows(preview: list[dict[str, Any]], shape: str) -> list[PreviewRow]:
-    shown_in_text = {"text", "source", "tokens", "messages", "instruction", "input", "output"}
+    shown_in_text = _kind(shape).rendered_columns
     rows = []
     for item in preview:
         fields = [

@@ -1,5 +1,6 @@
-"""The quality profile of a dataset, built batch by batch (no Django here): counts, duplicates, labels,
-lengths, split leakage; token lengths and chat-template previews come from a sample of rows."""
+"""The quality profile of a dataset, built batch by batch (no Django here): counts, duplicates, lengths,
+split leakage, and what the task's kind adds (labels, scores, tags...); token lengths and chat-template
+previews come from a sample of rows."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from webapp.datasets import preference
+from webapp.datasets import kinds
 from webapp.datasets.normalizing import row_messages, training_text
 from webapp.datasets.shapes import EXPECTED_COLUMNS, OPTIONAL_COLUMNS
+from webapp.lib.errors import RowError
 
 SAMPLE_ROWS = 1000
 PREVIEW_ROWS = 5
-TOP_LABELS = 50
-IMBALANCE_RATIO = 10.0
 HISTOGRAM_BINS = 20
 # Near duplicates compare a row's first and last characters after lowercasing and dropping spaces
 # and punctuation: it catches case, spacing and punctuation edits; only the ends are compared to
@@ -54,19 +54,12 @@ def _join_list(array: pa.Array, values: pa.Array) -> pa.Array:
     return pc.binary_join(rebuilt, _SEP_ITEM)
 
 
-def row_keys(batch: pa.RecordBatch, shape: str) -> pa.Array:
-    """One string per row holding all its content, for duplicate and leakage checks."""
-    if shape == "chat":
-        messages = batch.column("messages")
-        flat = pc.list_flatten(messages)
-        parts = pc.binary_join_element_wise(
-            _text(pc.struct_field(flat, "role")), _text(pc.struct_field(flat, "content")), _SEP_PART
-        )
-        return _text(_join_list(messages, parts))
+def row_keys(batch: pa.RecordBatch) -> pa.Array:
+    """One string per row holding all its content, for duplicate and leakage checks, whatever the shape."""
     columns = []
     for name in batch.schema.names:
         array = batch.column(name)
-        if pa.types.is_list(array.type) and pa.types.is_struct(array.type.value_type):  # a preference prompt
+        if pa.types.is_list(array.type) and pa.types.is_struct(array.type.value_type):  # turns: chat, a prompt
             flat = pc.list_flatten(array)
             parts = pc.binary_join_element_wise(
                 _text(pc.struct_field(flat, "role")), _text(pc.struct_field(flat, "content")), _SEP_PART
@@ -159,41 +152,6 @@ def _stats(values: np.ndarray) -> dict[str, Any]:
     }
 
 
-class ScoreSpread:
-    """Count, mean, spread and range of a regression dataset's scores, merged batch by batch (Chan et al.'s parallel
-    variance: no second pass, and no loss of precision on large scores such as prices). Only finite scores count:
-    the others are row errors."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean = 0.0
-        self.squares = 0.0  # sum of squared differences from the mean
-        self.low = math.inf
-        self.high = -math.inf
-
-    def add(self, scores: pa.Array) -> None:
-        values = scores.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls read as NaN
-        values = values[np.isfinite(values)]
-        if not len(values):
-            return
-        count, mean = len(values), float(values.mean())
-        total, delta = self.count + count, mean - self.mean
-        self.squares += float(((values - mean) ** 2).sum()) + delta**2 * self.count * count / total
-        self.mean += delta * count / total
-        self.count = total
-        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
-
-    def result(self, warnings: list[str]) -> dict[str, float] | None:
-        if not self.count:
-            return None
-        if self.low == self.high:
-            warnings.append(
-                f"Every score is {self.low:g}: with nothing to tell the rows apart, a model can only learn that one value."
-            )
-        std = math.sqrt(self.squares / self.count)
-        return {"min": self.low, "max": self.high, "mean": round(self.mean, 6), "std": round(std, 6)}
-
-
 class ProfileBuilder:
     """Feed canonical batches with `add`; `result()` gives the profile as JSON-ready data."""
 
@@ -203,9 +161,7 @@ class ProfileBuilder:
         self.rows: Counter[str] = Counter({"train": 0})
         self.missing: Counter[str] = Counter()
         self.source_nulls: Counter[str] = Counter()
-        self.labels: Counter[str] = Counter()
-        self.tags: Counter[str] = Counter()
-        self.scores = ScoreSpread()
+        self.extras = kinds.of_shape(shape).profile_extras(shape)
         self.exact: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
         self.near: dict[str, list[np.ndarray]] = {"train": [], "validation": []}
         self.char_lengths: list[np.ndarray] = []
@@ -240,17 +196,7 @@ class ProfileBuilder:
             else:
                 empty = pc.or_kleene(pc.is_null(array), pc.equal(pc.binary_length(array), 0))
             self.missing[name] += int(pc.sum(pc.cast(pc.fill_null(empty, True), pa.int64())).as_py() or 0)
-        if self.shape == "classification":
-            labels = batch.column("label")
-            # Empty labels are row errors, not a class of their own.
-            labels = labels.filter(pc.fill_null(pc.invert(pc.or_kleene(pc.equal(pc.binary_length(labels), 0), pc.utf8_is_space(labels))), False))
-            for item in pc.value_counts(labels).to_pylist():
-                self.labels[str(item["values"])] += int(item["counts"])
-        if self.shape == "regression":
-            self.scores.add(batch.column("score"))
-        if self.shape == "token_classification":
-            for item in pc.value_counts(pc.list_flatten(batch.column("tags"))).to_pylist():
-                self.tags[str(item["values"])] += int(item["counts"])
+        self.extras.add(batch)
         near = fingerprints(near_keys(keys))
         if to_validation is None:
             self.rows[split] += rows
@@ -304,8 +250,9 @@ class ProfileBuilder:
             for slot, row in zip(slots[chosen], taken, strict=True):
                 self.sample[int(slot)] = row
 
-    def class_count(self) -> int:
-        return len(self.labels)
+    def file_errors(self) -> list[RowError]:
+        """Problems of the file as a whole that its kind finds once every row is in (one class only...)."""
+        return self.extras.file_errors()
 
     def result(self) -> dict[str, Any]:
         train_exact = np.concatenate(self.exact["train"]) if self.exact["train"] else np.zeros(0, np.uint64)
@@ -339,16 +286,7 @@ class ProfileBuilder:
             "leakage": self._leakage(train_exact, valid_exact, train_near, valid_near),
             "warnings": [],
         }
-        if self.shape == "classification":
-            profile["labels"] = self._label_profile(profile["warnings"])
-        if self.shape == "regression":
-            profile["scores"] = self.scores.result(profile["warnings"])
-        if self.shape == "token_classification":
-            profile["tags"] = {tag: int(count) for tag, count in self.tags.most_common(TOP_LABELS)}
-        if self.shape == "preference":
-            profile["length_bias"] = preference.length_bias([row for row in self.sample if row])
-            if profile["length_bias"] and profile["length_bias"]["warning"]:
-                profile["warnings"].append(profile["length_bias"]["warning"])
+        self.extras.result(profile, self.sample)
         profile["placeholders"] = self._placeholder_profile(profile["warnings"])
         if exact_duplicates:
             profile["warnings"].append(f"{exact_duplicates:,} rows are exact duplicates of earlier rows.")
@@ -386,20 +324,6 @@ class ProfileBuilder:
             "near": near,
             "share": round(near / len(valid_exact), 4),
         }
-
-    def _label_profile(self, warnings: list[str]) -> dict[str, Any]:
-        counts = self.labels
-        ordered = counts.most_common()
-        shown = {label: int(count) for label, count in ordered[:TOP_LABELS]}
-        result: dict[str, Any] = {"classes": len(counts), "counts": shown, "imbalance_ratio": None}
-        if len(ordered) >= 2:
-            ratio = ordered[0][1] / ordered[-1][1]
-            result["imbalance_ratio"] = round(ratio, 2)
-            if ratio >= IMBALANCE_RATIO:
-                warnings.append(
-                    f"Labels are imbalanced: `{ordered[0][0]}` has {ratio:.0f}x the rows of `{ordered[-1][0]}`."
-                )
-        return result
 
 
 def _rows_with_byte(keys: pa.Array, byte: int) -> np.ndarray:
@@ -439,9 +363,8 @@ def token_length_profile(
     sample: list[dict[str, Any]], shape: str, tokenizer: Tokenizer, max_length: int, model_name: str
 ) -> dict[str, Any]:
     """Token lengths of a sample of rows with a base model's tokenizer, against `max_length`."""
-    texts = [_render(tokenizer, shape, row)[0] for row in sample]
-    if shape == "seq2seq":
-        texts = [row["source"] or "" for row in sample]
+    kind = kinds.of_shape(shape)
+    texts = [kind.tokenized_text(shape, row, _render(tokenizer, shape, row)[0]) for row in sample]
     if not texts:
         return {"model": model_name, "max_length": max_length, "sampled_rows": 0}
     encoded = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
@@ -484,7 +407,7 @@ def template_preview(
     return previews
 
 
-def drop_exact_duplicates(parts: list[tuple[Path, Path]], shape: str, batch_rows: int = 65_536) -> int:
+def drop_exact_duplicates(parts: list[tuple[Path, Path]], batch_rows: int = 65_536) -> int:
     """Copy each (normalized Parquet file, target) pair without the rows that repeat an earlier row exactly,
     by the profile's own rule (the same keys and hashes); earlier parts count as earlier rows, so a
     validation row repeating a training row goes too. Parts may share a target. Returns the rows dropped.
@@ -493,7 +416,7 @@ def drop_exact_duplicates(parts: list[tuple[Path, Path]], shape: str, batch_rows
     hashes = []
     for source, _ in parts:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows):
-            hashes.append(fingerprints(row_keys(batch, shape)))
+            hashes.append(fingerprints(row_keys(batch)))
     every = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
     keep = np.zeros(len(every), dtype=bool)
     keep[np.unique(every, return_index=True)[1]] = True

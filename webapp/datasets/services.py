@@ -305,7 +305,7 @@ def drop_exact_duplicates(dataset: Dataset) -> Dataset:
         own_validation = bool(dataset.validation_source_file) and "validation" in files
         order = [split for split in ("train", "validation") if split in files]
         parts = [(files[split], validation if own_validation and split == "validation" else train) for split in order]
-        dropped = profiling.drop_exact_duplicates(parts, dataset.shape)
+        dropped = profiling.drop_exact_duplicates(parts)
         stem = Path(dataset.original_filename).stem or "dataset"
         with train.open("rb") as train_file, ExitStack() as stack:
             validation_upload = None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from jobs.training import registry
+from webapp.datasets import kinds
 from webapp.lib.errors import LayercakeError
 
 SHAPES = registry.SHAPES
@@ -12,16 +14,6 @@ TASKS = registry.TASKS
 # The expected columns of each shape, required ones first.
 SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {name: shape.columns for name, shape in registry.SHAPE_TABLE.items()}
 OPTIONAL_COLUMNS = {name for shape in registry.SHAPE_TABLE.values() for name in shape.optional}
-# Other tools' names for an expected column, used when the expected name itself is absent:
-# LLaMA-Factory's ShareGPT format keeps turns under `conversations`.
-COLUMN_ALIASES = {
-    "messages": ("conversations",),
-    # Preference data: LLaMA-Factory keeps the prompt under `conversations`, OpenAI under `input` ({messages}) with
-    # `preferred_output` / `non_preferred_output`; alpaca-style pairs put it under `instruction` or `question`.
-    "prompt": ("conversations", "input", "instruction", "question"),
-    "chosen": ("preferred_output",),
-    "rejected": ("non_preferred_output",),
-}
 TASK_OF_SHAPE = {name: shape.task for name, shape in registry.SHAPE_TABLE.items()}
 # Tried in the registry's order: the most specific shapes first, so text+label is classification, not text.
 DETECTION_ORDER = registry.SHAPES
@@ -43,6 +35,17 @@ def required_columns(shape: str) -> tuple[str, ...]:
     return registry.SHAPE_TABLE[shape].required
 
 
+@cache
+def column_aliases() -> dict[str, tuple[str, ...]]:
+    """Other tools' names for an expected column (each task's kind knows its own), used when the expected name
+    itself is absent."""
+    aliases: dict[str, tuple[str, ...]] = {}
+    for task in TASKS:
+        for expected, names in kinds.of_task(task).column_aliases.items():
+            aliases[expected] = (*aliases.get(expected, ()), *names)
+    return aliases
+
+
 def resolve_columns(columns: list[str], mapping: dict[str, str] | None = None) -> dict[str, str]:
     """Expected name -> file column: the user's mapping first, then a case-insensitive match."""
     by_lower = {column.strip().lower(): column for column in columns}
@@ -58,7 +61,7 @@ def resolve_columns(columns: list[str], mapping: dict[str, str] | None = None) -
         resolved[expected] = actual
     mapped_sources = set(resolved.values())
     for expected in EXPECTED_COLUMNS:
-        for name in (expected, *COLUMN_ALIASES.get(expected, ())):
+        for name in (expected, *column_aliases().get(expected, ())):
             actual = by_lower.get(name)
             if expected not in resolved and actual is not None and actual not in mapped_sources:
                 resolved[expected] = actual
@@ -99,10 +102,16 @@ def _missing_message(shape: str, resolved: dict[str, str]) -> str | None:
     return f"column `{missing[0]}` missing: {article} {shape.replace('_', ' ')} dataset needs {needs}"
 
 
+def _borrows_names(shape: str) -> bool:
+    """Whether a column of the shape answers to another shape's column name."""
+    aliases = column_aliases()
+    return any(alias in EXPECTED_COLUMNS for name in SHAPE_COLUMNS[shape] for alias in aliases.get(name, ()))
+
+
 def _no_shape(columns: list[str], resolved: dict[str, str]) -> str:
-    # Preference shapes last: their `prompt` also answers to `instruction` or `input`, so a half instruction file
-    # would otherwise read as a half preference file.
-    for shape in sorted(DETECTION_ORDER, key=lambda name: TASK_OF_SHAPE[name] == "preference"):
+    # Shapes whose columns answer to other shapes' names last: preference's `prompt` also answers to
+    # `instruction` or `input`, so a half instruction file would otherwise read as a half preference file.
+    for shape in sorted(DETECTION_ORDER, key=_borrows_names):
         message = _missing_message(shape, resolved)
         if message:
             return message[0].upper() + message[1:] + " (or map your columns onto them)."

@@ -7,35 +7,19 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from jobs.training import tasks
+
 # One mapping from the engine's and Trainer's keys to the names people read, used by the log, the metric
 # tables and the charts alike. Trainer prefixes evaluation logs with `eval_<set>_`, where the set is d0, d1,
 # ... (one per dataset, in order) or `all` (every validation split together).
 METRIC_NAMES = {
     "loss": "Validation loss",
-    "perplexity": "Perplexity",
-    "accuracy": "Accuracy",
-    "macro_f1": "Macro F1",
-    "f1": "Entity F1",
-    "tag_accuracy": "Tag accuracy",
-    "majority_baseline_accuracy": "Majority-class accuracy",
-    "mse": "Mean squared error",
-    "mae": "Mean absolute error",
-    "rmse": "Root mean squared error",
-    "r2": "R² (1 is perfect, 0 no better than the mean)",
-    "spearman": "Spearman rank correlation",
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "reward_accuracy": "Pair accuracy (prefers chosen)",
-    "reward_margin": "Mean log-prob margin, chosen − rejected",
-    "desirable_log_prob": "Mean log-prob of desirable answers",
-    "undesirable_log_prob": "Mean log-prob of undesirable answers",
-    "pairs_scored": "Held-out pairs scored (an answer token within max_length)",
-    "rows_scored": "Held-out rows scored (an answer token within max_length)",
     "runtime": "Evaluation time (s)",
     "samples_per_second": "Evaluation samples/s",
     "steps_per_second": "Evaluation steps/s",
     "model_preparation_time": "Model preparation time (s)",
+    # Each task's own metrics, from its hooks (jobs.training.tasks).
+    **tasks.metric_names(),
 }
 EVAL_KEY = re.compile(r"^eval_(?:(d\d+|all)_)?(.+)$")
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from jobs.training import registry
-from webapp.catalog import loading
+from jobs.training import registry, tasks
+from jobs.training.tasks.base import generation_kwargs
 from webapp.lib.errors import LayercakeError, RowError
 from webapp.playground.resident import Served
 
@@ -70,17 +70,13 @@ class GenerationSettings:
 
 
 def answer(served: Served, text: str, on_update: OnUpdate, settings: GenerationSettings | None = None) -> dict[str, Any]:
-    """The answer's fields for the page: `text` for generations, `labels` for classifiers, `score` for regression,
-    `tokens` for taggers."""
+    """The answer's fields for the page: `text` for generations, else what the task's head gives (`labels` for
+    classifiers, `score` for regression, `tokens` for taggers: the task's `answer` hook)."""
+    if served.task not in registry.TASK_TABLE:
+        raise ValueError("This model has no task head to answer with: compare it through a tuned classifier.")
     if served.task in registry.GENERATIVE_TASKS:
         return generate(served, text, on_update, settings or GenerationSettings())
-    if served.task == "classification":
-        return classify(served, text)
-    if served.task == "regression":
-        return predict_score(served, text)
-    if served.task == "token_classification":
-        return tag(served, text)
-    raise ValueError("This model has no task head to answer with: compare it through a tuned classifier.")
+    return tasks.kind(served.task).answer(served.model, served.tokenizer, text, MAX_INPUT_TOKENS)
 
 
 def eos_ids(served: Served) -> set[int]:
@@ -90,29 +86,18 @@ def eos_ids(served: Served) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def new_token_ids(output: Any, prompt_ids: Any, task: str) -> list[int]:
-    """The ids generate() added: seq2seq outputs start with the decoder's start token, causal ones with the prompt."""
-    ids = output[0].tolist()
-    if task == "seq2seq":
-        return ids[1:]
-    prompt = prompt_ids[0].tolist()
-    return ids[len(prompt):] if ids[: len(prompt)] == prompt else ids
-
-
 def generate(served: Served, text: str, on_update: OnUpdate, settings: GenerationSettings) -> dict[str, Any]:
     """Generation streamed token by token (TextIteratorStreamer), through the chat template for causal LMs."""
     import torch
     from transformers import TextIteratorStreamer
 
     tokenizer = served.tokenizer
-    if served.task == "seq2seq":
-        inputs = tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_INPUT_TOKENS)
-    else:
-        inputs = loading.chat_inputs(tokenizer, text)
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=served.task != "seq2seq", skip_special_tokens=True, timeout=300)
+    kind = tasks.kind(served.task)
+    inputs = kind.prompt_inputs(tokenizer, text, MAX_INPUT_TOKENS)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=kind.prompt_in_output, skip_special_tokens=True, timeout=300)
     failure: list[BaseException] = []
     outputs: list[Any] = []
-    kwargs = loading.generation_kwargs(tokenizer, settings.max_new_tokens, settings.temperature, settings.top_p)
+    kwargs = generation_kwargs(tokenizer, settings.max_new_tokens, settings.temperature, settings.top_p)
 
     def run() -> None:
         try:
@@ -141,7 +126,7 @@ def generate(served: Served, text: str, on_update: OnUpdate, settings: Generatio
     if failure:
         raise failure[0]
     generated = "".join(pieces)
-    new_ids = new_token_ids(outputs[0], inputs["input_ids"], served.task)
+    new_ids = kind.new_token_ids(outputs[0], inputs["input_ids"])
     token_count = len(new_ids)
     seconds = time.perf_counter() - started
     return {
@@ -153,43 +138,3 @@ def generate(served: Served, text: str, on_update: OnUpdate, settings: Generatio
         "first_token_seconds": round(first_token_seconds or seconds, 3),
         "ms_per_token": round(seconds * 1000 / token_count, 1) if token_count else None,
     }
-
-
-def classify(served: Served, text: str) -> dict[str, Any]:
-    import torch
-
-    inputs = served.tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_INPUT_TOKENS)
-    with torch.no_grad():
-        scores = torch.softmax(served.model(**inputs).logits[0], dim=-1).tolist()
-    id2label = served.model.config.id2label or {}
-    labels = [{"label": str(id2label.get(i, i)), "score": round(score, 4)} for i, score in enumerate(scores)]
-    return {"labels": sorted(labels, key=lambda item: -item["score"])}
-
-
-def predict_score(served: Served, text: str) -> dict[str, Any]:
-    """The regression head's one output, in the scale of the scores it was trained on."""
-    import torch
-
-    inputs = served.tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_INPUT_TOKENS)
-    with torch.no_grad():
-        score = float(served.model(**inputs).logits[0, 0])
-    return {"score": round(score, 4)}
-
-
-def tag(served: Served, text: str) -> dict[str, Any]:
-    """Each token's tag, with the stretch of the input it covers (so the page highlights the user's own text)."""
-    import torch
-
-    encoded = served.tokenizer(
-        text, return_tensors="pt", truncation=True, max_length=MAX_INPUT_TOKENS, return_offsets_mapping=True
-    )
-    offsets = encoded.pop("offset_mapping")[0].tolist()
-    with torch.no_grad():
-        predicted = served.model(**encoded).logits[0].argmax(-1).tolist()
-    id2label = served.model.config.id2label or {}
-    tokens = []
-    for (start, end), label_id in zip(offsets, predicted, strict=True):
-        if start == end:  # special tokens cover no text
-            continue
-        tokens.append({"text": text[start:end], "start": start, "end": end, "tag": str(id2label.get(label_id, label_id))})
-    return {"tokens": tokens}

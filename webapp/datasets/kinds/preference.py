@@ -1,6 +1,6 @@
-"""Preference data (no Django): the layouts other tools write, made into one canonical form, with row checks.
+"""Preference data: the layouts other tools write, made into one canonical form, with row checks.
 
-Canonical columns (CANONICAL_SCHEMAS in normalizing):
+Canonical columns:
 - preference: `prompt` (the conversation before the answer: a list of {role, content}), `chosen`, `rejected` (text).
 - preference_unpaired (KTO): `prompt`, `completion` (text), `label` (true: a desirable answer).
 
@@ -15,22 +15,20 @@ Preference files are row-wise JSON structures of modest size: each batch is conv
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from webapp.datasets.shapes import Shape, ShapeMismatch
+from webapp.datasets.kinds.base import DatasetKind, ProfileExtras
+from webapp.datasets.kinds.checks import ErrorLog
+from webapp.datasets.kinds.columns import MESSAGE_TYPE
+from webapp.datasets.kinds.sft import SHAREGPT_ROLES
+from webapp.datasets.shapes import ShapeMismatch
 from webapp.lib.errors import RowError
 
-MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string())])
-SCHEMAS = {
-    "preference": pa.schema([("prompt", pa.list_(MESSAGE_TYPE)), ("chosen", pa.string()), ("rejected", pa.string())]),
-    "preference_unpaired": pa.schema(
-        [("prompt", pa.list_(MESSAGE_TYPE)), ("completion", pa.string()), ("label", pa.bool_())]
-    ),
-}
-SHAPES = tuple(SCHEMAS)
-_SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
+if TYPE_CHECKING:
+    from webapp.datasets.shapes import Shape
+
 _TRUE = {"true", "yes", "1", "desirable", "good", "chosen"}
 _FALSE = {"false", "no", "0", "undesirable", "bad", "rejected"}
 
@@ -45,7 +43,7 @@ def _message(item: Any) -> dict[str, str]:
     if "role" in item or "content" in item:
         role, content = item.get("role"), item.get("content")
     else:
-        role, content = _SHAREGPT_ROLES.get(str(item.get("from", "")).lower(), item.get("from")), item.get("value")
+        role, content = SHAREGPT_ROLES.get(str(item.get("from", "")).lower(), item.get("from")), item.get("value")
     if isinstance(content, list):  # OpenAI content parts
         content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     if role is None or content is None:
@@ -95,30 +93,7 @@ def _label(value: Any) -> bool | None:
     raise _Unreadable(f"label must be true or false, not {str(value)[:40]!r}")
 
 
-def canonicalize(batch: pa.RecordBatch, shape: Shape, first_row: int = 1) -> tuple[pa.RecordBatch, list[RowError]]:
-    """The batch in its canonical columns, and the rows that cannot be read (those rows are kept, as nulls)."""
-    schema = SCHEMAS[shape.name]
-    readers = {"prompt": _prompt, "chosen": _answer, "rejected": _answer, "completion": _answer, "label": _label}
-    columns: dict[str, list[Any]] = {}
-    problems: list[RowError] = []
-    for field in schema:
-        source = shape.column_of.get(field.name)
-        if source is None or batch.schema.get_field_index(source) < 0:
-            columns[field.name] = [None] * batch.num_rows
-            continue
-        values = []
-        for offset, raw in enumerate(batch.column(source).to_pylist()):
-            try:
-                values.append(readers[field.name](raw))
-            except _Unreadable as why:
-                problems.append(RowError(first_row + offset, field.name, str(why)))
-                values.append(None)
-        columns[field.name] = values
-    try:
-        table = pa.RecordBatch.from_pydict(columns, schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:  # pragma: no cover - the readers return the schema's types
-        raise ShapeMismatch(f"The preference columns could not be read: {error}") from None
-    return table, problems
+_READERS = {"prompt": _prompt, "chosen": _answer, "rejected": _answer, "completion": _answer, "label": _label}
 
 
 def row_problems(batch: pa.RecordBatch, shape: str, first_row: int) -> list[RowError]:
@@ -144,16 +119,6 @@ def row_problems(batch: pa.RecordBatch, shape: str, first_row: int) -> list[RowE
     return problems
 
 
-def prompt_text(row: dict[str, Any]) -> str:
-    return "\n\n".join(f"{turn['role']}: {turn['content']}" for turn in row.get("prompt") or [])
-
-
-def training_text(shape: str, row: dict[str, Any]) -> str:
-    """What the model reads of a row: the prompt and its (chosen) answer."""
-    answer = row.get("chosen") if shape == "preference" else row.get("completion")
-    return f"{prompt_text(row)}\n\nassistant: {answer or ''}"
-
-
 def length_bias(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Chosen vs rejected answer lengths (characters): preference data whose chosen answers are mostly the longer
     ones teaches length as much as quality (a known DPO failure)."""
@@ -176,3 +141,75 @@ def length_bias(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             else ""
         ),
     }
+
+
+class LengthBias(ProfileExtras):
+    """The profile's `length_bias` of paired data, measured on the profile's sample of rows."""
+
+    def result(self, profile: dict[str, Any], sample: list[dict[str, Any]]) -> None:
+        profile["length_bias"] = length_bias([row for row in sample if row])
+        if profile["length_bias"] and profile["length_bias"]["warning"]:
+            profile["warnings"].append(profile["length_bias"]["warning"])
+
+
+class PreferenceKind(DatasetKind):
+    task = "preference"
+    schemas = {
+        "preference": pa.schema([("prompt", pa.list_(MESSAGE_TYPE)), ("chosen", pa.string()), ("rejected", pa.string())]),
+        "preference_unpaired": pa.schema(
+            [("prompt", pa.list_(MESSAGE_TYPE)), ("completion", pa.string()), ("label", pa.bool_())]
+        ),
+    }
+    # LLaMA-Factory keeps the prompt under `conversations`, OpenAI under `input` ({messages}) with
+    # `preferred_output` / `non_preferred_output`; alpaca-style pairs put it under `instruction` or `question`.
+    column_aliases = {
+        "prompt": ("conversations", "input", "instruction", "question"),
+        "chosen": ("preferred_output",),
+        "rejected": ("non_preferred_output",),
+    }
+
+    def canonicalize(self, batch: pa.RecordBatch, shape: Shape, first_row: int = 1) -> pa.RecordBatch:
+        """Row by row through the readers; a value none can read refuses the file, naming its row."""
+        schema = self.schemas[shape.name]
+        columns: dict[str, list[Any]] = {}
+        unreadable: list[RowError] = []
+        for field in schema:
+            source = shape.column_of.get(field.name)
+            if source is None or batch.schema.get_field_index(source) < 0:
+                columns[field.name] = [None] * batch.num_rows
+                continue
+            values = []
+            for offset, raw in enumerate(batch.column(source).to_pylist()):
+                try:
+                    values.append(_READERS[field.name](raw))
+                except _Unreadable as why:
+                    unreadable.append(RowError(first_row + offset, field.name, str(why)))
+                    values.append(None)
+            columns[field.name] = values
+        if unreadable:
+            first = unreadable[0]
+            raise ShapeMismatch(
+                f"Row {first.row}: `{shape.column_of.get(first.field or '', first.field)}` cannot be read as a "
+                f"preference {first.field}: {first.message}.",
+                unreadable,
+            )
+        try:
+            return pa.RecordBatch.from_pydict(columns, schema=schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:  # pragma: no cover - the readers return the schema's types
+            raise ShapeMismatch(f"The preference columns could not be read: {error}") from None
+
+    def check_rows(self, batch: pa.RecordBatch, shape: str, first_row: int, log: ErrorLog) -> None:
+        for problem in row_problems(batch, shape, first_row):
+            log.add(problem)
+
+    def row_messages(self, shape: str, row: dict[str, Any]) -> list[dict[str, str]] | None:
+        """The prompt and its (chosen) answer."""
+        answer = row.get("chosen") if shape == "preference" else row.get("completion")
+        prompt = [{"role": m["role"] or "", "content": m["content"] or ""} for m in row.get("prompt") or []]
+        return [*prompt, {"role": "assistant", "content": answer or ""}]
+
+    def profile_extras(self, shape: str) -> ProfileExtras:
+        return LengthBias() if shape == "preference" else ProfileExtras()
+
+
+KIND = PreferenceKind()
