@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from jobs.training.memory import (
 from jobs.training.spec import RunPlan
 from webapp.accounts import quota
 from webapp.catalog.models import CatalogModel
+from webapp.datasets import kinds
 from webapp.datasets.models import Dataset
 from webapp.datasets.models import Status as DatasetStatus
 from webapp.lib.background import send_after_commit
@@ -167,6 +169,23 @@ def mean_token_length(datasets: list[Dataset], max_length: int) -> float:
     return sum(means) / len(means) if means else max_length / 4
 
 
+def head_size(task: str, datasets: Sequence[Any]) -> int:
+    """Outputs of the task's head, as the engine will build it: fixed by the task (regression: one), else one per
+    distinct label over all the datasets (their profiles list the commonest labels and count them all; several
+    datasets count their shared labels once). Two where no profile says: a task without labels has no head to size."""
+    fixed = registry.task(task).head_config.get("num_labels")
+    if fixed:
+        return int(fixed)
+    kind = kinds.of_task(task)
+    names: set[str] = set()
+    most = 0
+    for dataset in datasets:
+        listed, counted = kind.label_names(dataset.profile or {})
+        names |= listed
+        most = max(most, counted)
+    return max(len(names), most) or 2
+
+
 def plan_job(
     owner: Any,
     base_model_id: Any,
@@ -244,8 +263,6 @@ def plan_job(
     largest = max((worker.memory_bytes for worker in candidates), default=0)
     # Each process holds a whole copy of the run: on a GPU its own device's memory, on the CPU a share of the RAM.
     share = processes if device == "cpu" else 1
-    # The engine's head has one output per distinct label over all the datasets.
-    labels = len({str(label) for dataset in datasets for label in (dataset.profile or {}).get("labels") or {}}) or 2
     try:
         fit = fit_to_memory(
             ModelShape.from_dir(base_model.local_dir()),
@@ -256,7 +273,7 @@ def plan_job(
             usable_memory(device, largest) // share if largest else 1 << 62,
             capabilities=_worker_capabilities(candidates) if device == "cuda" else None,
             base_model_dir=base_model.local_dir(),
-            num_labels=labels,
+            num_labels=head_size(task, datasets),
             allow_shorter_max_length=allow_shorter_max_length,
         )
     except SpecError as error:

@@ -101,6 +101,9 @@ SHAPE_TABLE: dict[str, Shape] = {
         # A `score` beside a `label` is most often the label's confidence: classification first (declaring the
         # regression task picks regression). `score`, not seq2seq's `target`, so text + target stays unambiguous.
         Shape("classification", "classification", ("text", "label")),
+        # `labels` (a list, or labels joined by commas or semicolons) never answers to classification's `label`:
+        # with both columns, classification first, as with `score` (declaring multi_label_classification picks this).
+        Shape("multi_label", "multi_label_classification", ("text", "labels")),
         Shape("regression", "regression", ("text", "score")),
         Shape("text", "text", ("text",)),
     )
@@ -125,9 +128,13 @@ class Task:
     trainer: str
     # A task head over the model's output (classes, tags or a score), or text out (generative).
     classifier: bool = False
-    # transformers' `problem_type` when the task fixes the head: "regression" is one output trained with MSE on float
-    # labels. None: a classifier gets one output per label found in the data.
+    # transformers' `problem_type` when the task fixes the loss: "regression" (MSE on float labels),
+    # "multi_label_classification" (a sigmoid and binary cross-entropy per label, on multi-hot float labels). None:
+    # transformers picks single-label cross-entropy from the integer labels. Catalog loading reads it back from a
+    # model's config.json to tell tasks of the same head apart.
     problem_type: str | None = None
+    # Outputs of the head whatever the data holds (regression: one score). None: one per label found in the data.
+    head_size: int | None = None
 
     @property
     def shapes(self) -> tuple[str, ...]:
@@ -143,8 +150,9 @@ class Task:
 
     @property
     def head_config(self) -> dict[str, Any]:
-        """Model config fields the task's head needs whatever the data holds (a regression head: one output)."""
-        return {"num_labels": 1, "problem_type": self.problem_type} if self.problem_type == "regression" else {}
+        """Model config fields the task's head needs whatever the data holds: its loss, and its size when fixed."""
+        config: dict[str, Any] = {"problem_type": self.problem_type} if self.problem_type else {}
+        return config | ({"num_labels": self.head_size} if self.head_size else {})
 
 
 _LM_METHODS = ("full", "freeze", "lora", "qlora", "prompt_tuning")
@@ -172,7 +180,12 @@ TASK_TABLE: dict[str, Task] = {
         Task(
             "regression", "Text regression (a score per text)", "encoder", "AutoModelForSequenceClassification",
             "SEQ_CLS", "text-classification", "encoder", _CLASSIFIER_METHODS, "classifier", classifier=True,
-            problem_type="regression",
+            problem_type="regression", head_size=1,
+        ),
+        Task(
+            "multi_label_classification", "Multi-label text classification (several labels per text)", "encoder",
+            "AutoModelForSequenceClassification", "SEQ_CLS", "text-classification", "encoder", _CLASSIFIER_METHODS,
+            "classifier", classifier=True, problem_type="multi_label_classification",
         ),
         Task(
             "token_classification", "Token classification (tagging)", "encoder", "AutoModelForTokenClassification",
@@ -216,8 +229,9 @@ def tasks_for_architecture(architecture: str) -> list[str]:
 
 
 def _task_of_head(candidates: list[str], problem_type: str | None) -> str | None:
-    """Of the tasks that share a head, the one whose problem_type the model's config names (regression), else the
-    first that fixes none (transformers writes "single_label_classification" into a classifier's config once trained)."""
+    """Of the tasks that share a head, the one whose problem_type the model's config names (regression, multi-label
+    classification), else the first that fixes none (transformers writes "single_label_classification" into a
+    classifier's config once trained)."""
     named = (name for name in candidates if problem_type and TASK_TABLE[name].problem_type == problem_type)
     unnamed = (name for name in candidates if TASK_TABLE[name].problem_type is None)
     return next(named, None) or next(unnamed, None)
@@ -225,7 +239,8 @@ def _task_of_head(candidates: list[str], problem_type: str | None) -> str | None
 
 def task_of_peft_type(peft_task_type: str | None, problem_type: str | None = None) -> str:
     """The task an adapter serves, from its peft task type (the first task of that type: causal LMs read as sft) and
-    the problem_type of the config.json that classifier adapters save (SEQ_CLS: classification or regression)."""
+    the problem_type of the config.json that classifier adapters save (SEQ_CLS: classification, multi-label
+    classification or regression)."""
     wanted = peft_task_type or "CAUSAL_LM"
     candidates = [name for name, entry in TASK_TABLE.items() if entry.peft_task_type == wanted]
     return _task_of_head(candidates, problem_type) or "sft"

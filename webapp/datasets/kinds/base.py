@@ -116,6 +116,11 @@ class DatasetKind:
     def profile_extras(self, shape: str) -> ProfileExtras:
         return ProfileExtras()
 
+    def label_names(self, profile: dict[str, Any]) -> tuple[set[str], int]:
+        """The labels a classifier head over this data needs, from its profile: the names the profile lists (its
+        commonest) and how many distinct ones it counted. None by default: the task has no label vocabulary."""
+        return set(), 0
+
     def charted_counts(self, profile: dict[str, Any]) -> dict[str, dict[str, int] | None]:
         """Counts the profile block draws as bars, by the template variable that holds the bars."""
         return {}

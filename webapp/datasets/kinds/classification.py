@@ -59,6 +59,10 @@ class ClassificationKind(TextKind):
     def profile_extras(self, shape: str) -> ProfileExtras:
         return LabelCounts()
 
+    def label_names(self, profile: dict[str, Any]) -> tuple[set[str], int]:
+        labels = profile.get("labels") or {}
+        return set(labels.get("counts") or {}), int(labels.get("classes") or 0)
+
     def charted_counts(self, profile: dict[str, Any]) -> dict[str, dict[str, int] | None]:
         return {"label_bars": (profile.get("labels") or {}).get("counts")}
 

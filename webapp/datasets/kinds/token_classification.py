@@ -75,6 +75,10 @@ class TokenClassificationKind(DatasetKind):
     def training_text(self, shape: str, row: dict[str, Any]) -> str:
         return " ".join(row["tokens"] or [])
 
+    def label_names(self, profile: dict[str, Any]) -> tuple[set[str], int]:
+        tags = profile.get("tags") or {}
+        return set(tags), len(tags)
+
     def profile_extras(self, shape: str) -> ProfileExtras:
         return TagCounts()
 
