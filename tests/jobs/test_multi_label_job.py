@@ -50,7 +50,12 @@ def test_multi_label_job_is_trained_registered_and_answers_label_by_label(
         assert answer["predicted"] == [item["label"] for item in answer["labels"] if item["on"]]
     assert "switched off" in base_answer["mode"] and base_answer["untrained_head"]
     answers = client_alice.get(f"/playground/runs/{run.id}/answers/").content.decode()
-    assert answers.count('<td class="label">food</td>') == 2  # the classifier's table, one per model
+    # The classifier's table, one per model; the labels that are on (probability >= 0.5) marked as such.
+    assert answers.count("food</td>") == 2
+    assert answers.count('class="label-on"') == len(base_answer["predicted"]) + len(tuned_answer["predicted"])
+    assert tuned_answer["predicted"], tuned_answer  # the tuned model finds the topics of the text
+    for label in tuned_answer["predicted"]:
+        assert f'<td class="label">✓ {label}</td>' in answers
 
     card = card_in_zip(api_alice, model, tmp_path / "probe")
     assert "AutoModelForSequenceClassification" in card and "sigmoid()" in card
