@@ -32,4 +32,6 @@ if __name__ == "__main__":
     before = psutil.Process().memory_info().rss
     result = train(spec)
     peak = peak_rss_bytes()
-    print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "steps": result.summary.global_step, "tokens": result.summary.tokens_seen}))
+    print(json.dumps({"before": before, "peak": peak, "increase": peak - before, "steps": result.summary.global_step, "tokens": result.summary.tokens_seen}), flush=True)
+    # The figure is out: skip the interpreter's teardown of torch and the rest, about 2 s of each of the many runs.
+    os._exit(0)

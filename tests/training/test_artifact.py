@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from jobs.training import TrainingResult
 from jobs.training.engine import train
 from tests.training.conftest import classification_rows, instruction_rows, make_spec, seq2seq_rows, token_rows
 
@@ -82,12 +83,25 @@ def _logits(model, texts: list[str], artifact_dir: Path) -> torch.Tensor:  # typ
 
 
 @pytest.fixture(scope="module")
-def trained_and_reloaded(tmp_path_factory, tiny_encoder: Path, tiny_lm: Path, tiny_seq2seq: Path) -> dict:
-    """Each case trained here, then every artifact reloaded in ONE fresh process (imports cost seconds each)."""
-    bases = {"encoder": tiny_encoder, "lm": tiny_lm, "seq2seq": tiny_seq2seq}
+def bases(tiny_encoder: Path, tiny_lm: Path, tiny_seq2seq: Path) -> dict[str, Path]:
+    return {"encoder": tiny_encoder, "lm": tiny_lm, "seq2seq": tiny_seq2seq}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, bases: dict[str, Path]) -> dict[str, TrainingResult]:
+    """Each case trained once for the module, one epoch; the tests only read the results and their artifacts."""
+    return {
+        name: train(make_spec(tmp_path_factory.mktemp(name), bases[base_name], task, method, rows, epochs=1))
+        for name, (base_name, task, method, rows, _) in CASES.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_and_reloaded(tmp_path_factory, bases: dict[str, Path], trained: dict[str, TrainingResult]) -> dict:
+    """Every artifact reloaded in ONE fresh process (imports cost seconds each)."""
     in_process, jobs = {}, []
-    for name, (base_name, task, method, rows, auto_class) in CASES.items():
-        result = train(make_spec(tmp_path_factory.mktemp(name), bases[base_name], task, method, rows, epochs=1))
+    for name, (base_name, _, _, _, auto_class) in CASES.items():
+        result = trained[name]
         in_process[name] = _logits(result.model, TEXTS, result.artifact_dir)
         jobs.append([str(result.artifact_dir), str(bases[base_name]), auto_class])
     empty = tmp_path_factory.mktemp("elsewhere")
@@ -113,8 +127,8 @@ def test_artifact_loads_in_a_fresh_process_with_the_same_logits(trained_and_relo
         assert set(output["id2label"].values()) == {"negative", "positive"}
 
 
-def test_adapter_names_its_base_and_classifier_keeps_its_labels(tmp_path: Path, tiny_encoder: Path) -> None:
-    result = train(make_spec(tmp_path, tiny_encoder, "classification", "lora", classification_rows(32), epochs=1))
+def test_adapter_names_its_base_and_classifier_keeps_its_labels(trained: dict[str, TrainingResult]) -> None:
+    result = trained["lora-classifier"]
     adapter_config = json.loads((result.artifact_dir / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "layercake/tiny-base"
     config = json.loads((result.artifact_dir / "config.json").read_text())
@@ -122,8 +136,8 @@ def test_adapter_names_its_base_and_classifier_keeps_its_labels(tmp_path: Path, 
     assert result.kind == "adapter"
 
 
-def test_checksums_cover_every_other_file_in_sha256sum_format(tmp_path: Path, tiny_lm: Path) -> None:
-    result = train(make_spec(tmp_path, tiny_lm, "sft", "lora", instruction_rows(16), epochs=1))
+def test_checksums_cover_every_other_file_in_sha256sum_format(trained: dict[str, TrainingResult]) -> None:
+    result = trained["lora-sft"]
     listed = (result.artifact_dir / "checksums.sha256").read_text().splitlines()
     files = sorted(p.name for p in result.artifact_dir.iterdir() if p.name != "checksums.sha256")
     assert sorted(line.split("  ", 1)[1] for line in listed) == files
@@ -131,8 +145,8 @@ def test_checksums_cover_every_other_file_in_sha256sum_format(tmp_path: Path, ti
     assert check.returncode == 0, check.stdout
 
 
-def test_model_card_front_matter_describes_the_run(tmp_path: Path, tiny_lm: Path) -> None:
-    result = train(make_spec(tmp_path, tiny_lm, "sft", "lora", instruction_rows(16), epochs=1))
+def test_model_card_front_matter_describes_the_run(trained: dict[str, TrainingResult]) -> None:
+    result = trained["lora-sft"]
     card = (result.artifact_dir / "README.md").read_text()
     assert card.startswith("---\n")
     front = yaml.safe_load(card.split("---\n")[1])
