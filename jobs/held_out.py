@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.models import Job, Kind, Status
-from jobs.training import data as data_module
 from jobs.training.spec import Hyperparameters, SpecError
 from webapp.catalog.models import CatalogModel
 
@@ -28,7 +27,9 @@ def _prompt_of(row: dict[str, Any]) -> str:
 def held_out_prompts(model: CatalogModel, limit: int = PROMPTS_SHOWN) -> list[str]:
     """Prompts from the rows the model's own training job held out and evaluated on (never trained on): the same
     split and sample as the engine's (`load_splits`, `evaluation_sample`, same seed). Empty for bases and imports."""
+    # Imported here: the datasets and TRL libraries the engine's data module needs cost a web process seconds.
     from jobs.runner import dataset_files
+    from jobs.training import data as data_module
 
     job = Job.objects.filter(result_model=model, status=Status.SUCCEEDED).order_by("-finished_at").first()
     if job is None or job.kind != Kind.TRAIN:
