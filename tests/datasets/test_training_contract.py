@@ -8,7 +8,8 @@ import pytest
 from jobs.training.data import COLUMNS_BY_TASK
 from jobs.training.data import instruction_to_messages as engine_instruction_to_messages
 from tests.datasets.conftest import jsonl
-from webapp.datasets.normalizing import CANONICAL_SCHEMAS, instruction_to_messages
+from webapp.datasets.kinds.sft import instruction_to_messages
+from webapp.datasets.normalizing import CANONICAL_SCHEMAS
 from webapp.datasets.services import local_normalized_files
 from webapp.datasets.shapes import TASK_OF_SHAPE
 

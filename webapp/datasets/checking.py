@@ -13,10 +13,11 @@ from typing import Any
 import pyarrow as pa
 
 from webapp.datasets import profiling
+from webapp.datasets.kinds.checks import ErrorLog
 from webapp.datasets.layout import FileLayout, ReadChoice, layout_for, sniff_file
 from webapp.datasets.normalizing import CANONICAL_SCHEMAS, NormalizedWriter, canonicalize, conversion_notes
 from webapp.datasets.reading import BatchStream, read_batches
-from webapp.datasets.row_checks import ErrorLog, check_batch, column_misfits
+from webapp.datasets.row_checks import check_batch, column_misfits
 from webapp.datasets.shapes import Shape, ShapeMismatch, detect_shape
 from webapp.lib.errors import LayercakeError, RowError
 

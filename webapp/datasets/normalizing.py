@@ -15,14 +15,7 @@ import pyarrow.parquet as pq
 
 from jobs.training import registry
 from webapp.datasets import kinds
-from webapp.datasets.kinds.columns import MESSAGE_TYPE
-from webapp.datasets.kinds.sft import instruction_to_messages
 from webapp.datasets.shapes import Shape
-
-__all__ = [
-    "CANONICAL_SCHEMAS", "MESSAGE_TYPE", "NormalizedWriter", "canonicalize", "conversion_notes",
-    "instruction_to_messages", "row_messages", "training_text",
-]
 
 CANONICAL_SCHEMAS: dict[str, pa.Schema] = {shape: kinds.of_shape(shape).schemas[shape] for shape in registry.SHAPES}
 

@@ -8,10 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from webapp.datasets import kinds
-from webapp.datasets.kinds.checks import LISTED_ERRORS, MAX_FIELD_BYTES, ErrorLog, bad
+from webapp.datasets.kinds.checks import ErrorLog, bad
 from webapp.lib.errors import RowError
-
-__all__ = ["LISTED_ERRORS", "MAX_FIELD_BYTES", "ErrorLog", "check_batch", "column_misfits"]
 
 
 def check_batch(batch: pa.RecordBatch, shape: str, first_row: int, log: ErrorLog) -> None:

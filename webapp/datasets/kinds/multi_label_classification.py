@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 
 from webapp.datasets.kinds.base import TOP_COUNTS, ProfileExtras
 from webapp.datasets.kinds.checks import ErrorLog, bad, check_too_big, list_layout, row_bytes
+from webapp.datasets.kinds.classification import ClassificationKind
 from webapp.datasets.kinds.columns import as_text, list_of_text, rebuild_list
-from webapp.datasets.kinds.text import TextKind
 from webapp.lib.errors import RowError
 
 if TYPE_CHECKING:
@@ -111,11 +111,12 @@ class LabelSets(ProfileExtras):
         ]
 
 
-class MultiLabelClassificationKind(TextKind):
+class MultiLabelClassificationKind(ClassificationKind):
+    """Classification's profile reading (label names and bars from `labels`), with a list of labels per row."""
+
     task = "multi_label_classification"
     schemas = {"multi_label": pa.schema([("text", pa.string()), ("labels", LABEL_LIST)])}
     required_text = {"multi_label": ("text",)}
-    over_limit_effect = "would be truncated: the model only sees their beginning"
     profile_template = "datasets/kinds/multi_label_classification.html"
 
     def convert(
@@ -132,12 +133,6 @@ class MultiLabelClassificationKind(TextKind):
     def profile_extras(self, shape: str) -> ProfileExtras:
         return LabelSets()
 
-    def label_names(self, profile: dict[str, Any]) -> tuple[set[str], int]:
-        labels = profile.get("labels") or {}
-        return set(labels.get("counts") or {}), int(labels.get("classes") or 0)
-
-    def charted_counts(self, profile: dict[str, Any]) -> dict[str, dict[str, int] | None]:
-        return {"label_bars": (profile.get("labels") or {}).get("counts")}
 
 
 KIND = MultiLabelClassificationKind()
