@@ -7,6 +7,7 @@ A task's module subclasses the family and fills in what is its own.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -56,7 +57,7 @@ def generation_kwargs(tokenizer: Any, max_new_tokens: int, temperature: float = 
     return {**kwargs, "do_sample": False}
 
 
-class TaskKind:
+class TaskKind(ABC):
     """One task's behaviour. Class attributes are plain data the web process reads without torch."""
 
     name: ClassVar[str] = ""
@@ -93,7 +94,7 @@ class TaskKind:
 
     def encode(self, dataset: Dataset, tokenizer: Any, label2id: dict[str, int], max_length: int) -> Dataset:
         """Rows as token ids and labels for Trainer (head and seq2seq tasks; TRL tokenizes the others itself)."""
-        raise NotImplementedError(f"Task '{self.name}' is tokenized by its trainer, not by the engine.")
+        raise TypeError(f"Task '{self.name}' is tokenized by its trainer, not by the engine.")
 
     def collator(self, tokenizer: Any, model: Any) -> Any:
         """Pads a batch of `encode`d rows (head and seq2seq tasks)."""
@@ -101,9 +102,9 @@ class TaskKind:
 
         return DataCollatorWithPadding(tokenizer)
 
+    @abstractmethod
     def metrics(self, evaluation: Evaluation) -> dict[str, float]:
         """The task's metrics on one held-out set, computed the same way before and after training."""
-        raise NotImplementedError
 
     # --- Serving --------------------------------------------------------------------------------------------------
 
@@ -150,7 +151,7 @@ class CausalKind(TaskKind):
 
     def sft_rows(self, dataset: Dataset, markers: bool) -> Dataset:
         """Rows in the form TRL's SFTTrainer reads (sft-family tasks)."""
-        raise NotImplementedError(f"Task '{self.name}' does not train with the SFTTrainer.")
+        raise TypeError(f"Task '{self.name}' does not train with the SFTTrainer.")
 
     def metrics(self, evaluation: Evaluation) -> dict[str, float]:
         from jobs.training.metrics import language_model_metrics
@@ -169,10 +170,14 @@ class CausalKind(TaskKind):
 
 
 class HeadKind(TaskKind):
-    """A task head over an encoder: answers with what the head predicts."""
+    """A task head over an encoder: answers with what the head predicts (the probe and prompts of `TaskKind`)."""
+
+
+class TextHeadKind(HeadKind):
+    """A head that reads one `text` per row and predicts its label(s) or score."""
 
     def encode(self, dataset: Dataset, tokenizer: Any, label2id: dict[str, int], max_length: int) -> Dataset:
-        """Texts and their labels (`label_of` maps a batch's label column)."""
+        """Texts and their labels (`label_values` maps a batch's label column)."""
 
         def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
             encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
@@ -181,5 +186,6 @@ class HeadKind(TaskKind):
 
         return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
 
+    @abstractmethod
     def label_values(self, batch: dict[str, list[Any]], label2id: dict[str, int]) -> list[Any]:
-        raise NotImplementedError
+        """A batch's labels as Trainer reads them (class ids, scores, multi-hot vectors)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from jobs.training.tasks.base import Evaluation, HeadKind
+from jobs.training.tasks.base import Evaluation, TextHeadKind
 
 
-class Classification(HeadKind):
+class Classification(TextHeadKind):
     name = "classification"
     metric_names = {
         "accuracy": "Accuracy",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from jobs.training.tasks.base import Evaluation, HeadKind
+from jobs.training.tasks.base import Evaluation, TextHeadKind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 THRESHOLD = 0.5
 
 
-class MultiLabelClassification(HeadKind):
+class MultiLabelClassification(TextHeadKind):
     name = "multi_label_classification"
     metric_names = {
         "micro_f1": "Micro F1",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from jobs.training.tasks.base import Evaluation, HeadKind
+from jobs.training.tasks.base import Evaluation, TextHeadKind
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-class Regression(HeadKind):
+class Regression(TextHeadKind):
     name = "regression"
     metric_names = {
         "mse": "Mean squared error",
