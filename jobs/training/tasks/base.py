@@ -116,7 +116,7 @@ class TaskKind(ABC):
 
     def answer(self, model: Any, tokenizer: Any, text: str, max_length: int) -> dict[str, Any]:
         """The playground's answer of a task-head model: its fields for the page (generative tasks stream theirs)."""
-        raise ValueError("This model has no task head to answer with: compare it through a tuned classifier.")
+        raise TypeError(f"Task '{self.name}' answers by generating: the playground streams its answer.")
 
     def probe(self, model: Any, tokenizer: Any, prompt: str) -> dict[str, Any]:
         """Logits, and the tokens or labels they lead to, for the merge and export proofs: per position, the
